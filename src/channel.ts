@@ -1,0 +1,19 @@
+/**
+ * A datagram path to one peer. The CoAP layer sends and receives through channels without knowing whether
+ * the bytes travel as plain UDP datagrams or inside a DTLS session.
+ */
+export interface Channel {
+  /** Unique per peer and transport, e.g. `udp:127.0.0.1:5683` or `dtls:127.0.0.1:40000`. */
+  readonly key: string;
+  readonly address: string;
+  readonly port: number;
+  /** True when the channel is an authenticated DTLS session. */
+  readonly secure: boolean;
+  /** PSK identity the peer authenticated with (DTLS only). */
+  readonly identity?: string;
+  /** Sends one datagram (one CoAP message). Must not throw; failures are reported by the transport. */
+  send(data: Buffer): void;
+}
+
+/** Log hook used by the protocol core; the Node-RED adapter maps it to node.debug / node.trace. */
+export type LogFn = (level: 'error' | 'warn' | 'info' | 'debug' | 'trace', message: string) => void;

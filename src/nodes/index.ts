@@ -1,0 +1,1 @@
+export = function (RED: any) { void RED; };
