@@ -1,1 +1,7 @@
-export const x = 1;
+export * from './server';
+export type { Channel, LogFn } from './channel';
+export { SecurityStore, SecurityError, type PskEntry, type PskEntryInput } from './lwm2m/security';
+export type { Registration } from './lwm2m/registry';
+export { OPERATIONS, IMPLEMENTED_OPERATIONS, FORMAT_NAMES } from './lwm2m/operations';
+/** A simulated LwM2M device (DTLS via node-dtls-client or plain CoAP), for demos and tests. */
+export { SimulatedDevice, DEFAULT_OBJECTS, type SimulatedDeviceOptions } from './sim/device';

@@ -1,1 +1,267 @@
-export = function (RED: any) { void RED; };
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
+import type { LogFn } from '../channel';
+import { parsePskTable } from '../lwm2m/security';
+import { Lwm2mRequestError, Lwm2mServer, type RegistrationInfo } from '../server';
+
+interface ServerDef extends NodeDef {
+  bind: string;
+  coapPort: string | number;
+  coapsPort: string | number;
+  allowNoSec: boolean;
+  poolMode: 'inbound' | 'outbound';
+  idleTimeout: string | number;
+  maxSessions: string | number;
+  minLifetime: string | number;
+  maxLifetime: string | number;
+  persist: boolean;
+  store: string;
+}
+interface ServerCredentials { psk?: string }
+
+interface UserNode extends Node {
+  id: string;
+}
+
+export interface ServerNode extends Node<ServerCredentials> {
+  users: Record<string, UserNode>;
+  lwm2m: Lwm2mServer;
+  /** Resolves once the ports are bound; rejects with the reason they are not. */
+  ready: Promise<void>;
+  startError?: Error;
+  register(user: UserNode): void;
+  deregister(user: UserNode, done: () => void): void;
+}
+
+interface RequestDef extends NodeDef {
+  server: string;
+  operation: string;
+  endpoint: string;
+  path: string;
+  format: string;
+  timeout: string | number;
+}
+interface EventsDef extends NodeDef {
+  server: string;
+  events: string;
+  endpointFilter: string;
+}
+interface StatsDef extends NodeDef {
+  server: string;
+  interval: string | number;
+}
+
+type Lwm2mMsg = NodeMessageInFlow & {
+  endpoint?: unknown;
+  operation?: unknown;
+  format?: unknown;
+  timeout?: unknown;
+  code?: string;
+  lwm2m?: unknown;
+};
+
+export const EVENT_TYPES = ['register', 'update', 'deregister', 'expire', 'send', 'sleep', 'awake'] as const;
+
+function num(value: unknown, fallback: number): number {
+  if (value === '' || value === undefined || value === null) return fallback;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : fallback;
+}
+
+/** `sensor-*` → /^sensor-.*$/ ; an empty pattern matches everything. */
+export function globToRegExp(glob: string): RegExp | undefined {
+  if (!glob) return undefined;
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`);
+}
+
+export = function register(RED: NodeAPI): void {
+  function Lwm2mServerNode(this: ServerNode, config: ServerDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    node.users = {};
+    let status: NodeStatus = { fill: 'yellow', shape: 'ring', text: 'starting' };
+    const setStatus = (s: NodeStatus): void => {
+      status = s;
+      for (const id of Object.keys(node.users)) node.users[id].status(s);
+    };
+    const log: LogFn = (level, message) => {
+      if (level === 'trace') node.trace(message);
+      else if (level === 'debug') node.debug(message);
+      else if (level === 'warn') node.warn(message);
+      else if (level === 'error') node.error(message);
+      else node.log(message);
+    };
+    let psk: ReturnType<typeof parsePskTable> = [];
+    try {
+      psk = parsePskTable(node.credentials?.psk);
+    } catch (err) {
+      node.error(`PSK table: ${(err as Error).message}`);
+    }
+    const coapPort = num(config.coapPort, 5683);
+    const coapsPort = num(config.coapsPort, 5684);
+    try {
+      node.lwm2m = new Lwm2mServer({
+        bind: config.bind || '0.0.0.0',
+        coapPort,
+        coapsPort,
+        allowNoSec: config.allowNoSec === true,
+        poolMode: config.poolMode === 'outbound' ? 'outbound' : 'inbound',
+        idleTimeout: num(config.idleTimeout, 300),
+        maxSessions: num(config.maxSessions, 10000),
+        minLifetime: num(config.minLifetime, 1),
+        maxLifetime: num(config.maxLifetime, 31536000),
+        psk,
+        log,
+      });
+    } catch (err) {
+      // A bad PSK entry: start with an empty table rather than not at all, and say which entry is wrong.
+      node.error(`PSK table: ${(err as Error).message}`);
+      node.lwm2m = new Lwm2mServer({ bind: config.bind || '0.0.0.0', coapPort, coapsPort, allowNoSec: config.allowNoSec === true, log });
+    }
+    node.ready = node.lwm2m.start().then(
+      (ports) => {
+        const parts = [ports.coap ? `coap ${ports.coap}` : '', ports.coaps ? `coaps ${ports.coaps}` : ''].filter(Boolean);
+        setStatus({ fill: 'green', shape: 'dot', text: `listening ${parts.join(', ') || '(no port)'}` });
+      },
+      (err: Error) => {
+        node.startError = err;
+        node.error(`LwM2M server not started: ${err.message}`);
+        setStatus({ fill: 'red', shape: 'ring', text: /in use/.test(err.message) ? 'port in use' : 'error' });
+        throw err;
+      },
+    );
+    node.ready.catch(() => undefined);
+    node.register = (user) => {
+      node.users[user.id] = user;
+      user.status(status);
+    };
+    node.deregister = (user, done) => {
+      delete node.users[user.id];
+      done();
+    };
+    node.on('close', (_removed: boolean, done: () => void) => {
+      node.lwm2m
+        .stop()
+        .catch((err: Error) => node.warn(`LwM2M server close: ${err.message}`))
+        .finally(() => done());
+    });
+  }
+  RED.nodes.registerType('lwm2m-server', Lwm2mServerNode, { credentials: { psk: { type: 'text' } } });
+
+  function getServer(node: Node, id: string): ServerNode | undefined {
+    const server = RED.nodes.getNode(id) as ServerNode | null;
+    if (!server || !server.lwm2m) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no server' });
+      node.error('no lwm2m-server configured: choose a server in the node');
+      return undefined;
+    }
+    return server;
+  }
+
+  function Lwm2mRequestNode(this: Node, config: RequestDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this as UserNode;
+    const server = getServer(node, config.server);
+    if (server) server.register(node);
+    node.on('input', (m: NodeMessageInFlow, send: (msg: NodeMessage) => void, done: (err?: Error) => void) => {
+      const msg = m as Lwm2mMsg;
+      if (!server) {
+        done(new Error('no lwm2m-server configured: choose a server in the node'));
+        return;
+      }
+      const operation = config.operation || (typeof msg.operation === 'string' ? msg.operation : '');
+      const endpoint = config.endpoint || (typeof msg.endpoint === 'string' ? msg.endpoint : '');
+      const path = config.path || (typeof msg.topic === 'string' ? msg.topic : '');
+      const format = config.format && config.format !== 'auto' ? config.format : typeof msg.format === 'string' ? msg.format : 'auto';
+      const timeout = config.timeout !== '' && config.timeout !== undefined ? num(config.timeout, 10000) : num(msg.timeout, 10000);
+      if (!operation) {
+        done(new Error('missing operation: set msg.operation (or the node\'s operation), e.g. "read"'));
+        return;
+      }
+      server.ready
+        .then(() => server.lwm2m.request({ endpoint, operation, path, payload: msg.payload, format, timeout }))
+        .then(
+          (res) => {
+            msg.payload = res.payload;
+            msg.code = res.code;
+            msg.format = res.format;
+            msg.endpoint = res.endpoint;
+            msg.topic = res.path;
+            msg.lwm2m = { rttMs: res.rttMs, secure: res.secure, sessionReused: res.sessionReused, handshakes: res.handshakes };
+            send(msg);
+            done();
+          },
+          (err: Error) => {
+            if (err instanceof Lwm2mRequestError && err.code) msg.code = err.code;
+            const reason = server.startError ? `LwM2M server not started: ${server.startError.message}` : err.message;
+            done(err === server.startError ? new Error(reason) : err);
+          },
+        );
+    });
+    node.on('close', (_removed: boolean, done: () => void) => {
+      node.status({});
+      if (server) server.deregister(node, done);
+      else done();
+    });
+  }
+  RED.nodes.registerType('lwm2m-request', Lwm2mRequestNode);
+
+  function Lwm2mEventsNode(this: Node, config: EventsDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this as UserNode;
+    const server = getServer(node, config.server);
+    if (!server) return;
+    server.register(node);
+    const wanted = (config.events || EVENT_TYPES.join(','))
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => (EVENT_TYPES as readonly string[]).includes(s));
+    const filter = globToRegExp(config.endpointFilter || '');
+    const listeners: Array<[string, (...args: unknown[]) => void]> = wanted.map((topic) => [
+      topic,
+      (info: unknown, extra?: unknown) => {
+        const reg = info as RegistrationInfo & { endpoint: string };
+        if (filter && !filter.test(reg.endpoint)) return;
+        const msg: NodeMessage & { endpoint: string; changes?: unknown } = { topic, endpoint: reg.endpoint, payload: info };
+        if (topic === 'update' && Array.isArray(extra)) msg.changes = extra;
+        node.send(msg);
+      },
+    ]);
+    for (const [event, fn] of listeners) server.lwm2m.on(event, fn);
+    node.on('close', (_removed: boolean, done: () => void) => {
+      for (const [event, fn] of listeners) server.lwm2m.off(event, fn);
+      node.status({});
+      server.deregister(node, done);
+    });
+  }
+  RED.nodes.registerType('lwm2m-events', Lwm2mEventsNode);
+
+  function Lwm2mStatsNode(this: Node, config: StatsDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this as UserNode;
+    const server = getServer(node, config.server);
+    if (server) server.register(node);
+    const emit = (msg: NodeMessage, send: (m: NodeMessage) => void): void => {
+      if (!server) return;
+      msg.payload = server.lwm2m.stats();
+      send(msg);
+    };
+    node.on('input', (msg: NodeMessageInFlow, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
+      if (!server) {
+        done(new Error('no lwm2m-server configured: choose a server in the node'));
+        return;
+      }
+      emit(msg, send);
+      done();
+    });
+    const seconds = num(config.interval, 0);
+    const timer = server && seconds > 0 ? setInterval(() => emit({ topic: 'stats' }, (m) => node.send(m)), seconds * 1000) : undefined;
+    node.on('close', (_removed: boolean, done: () => void) => {
+      if (timer) clearInterval(timer);
+      node.status({});
+      if (server) server.deregister(node, done);
+      else done();
+    });
+  }
+  RED.nodes.registerType('lwm2m-stats', Lwm2mStatsNode);
+};

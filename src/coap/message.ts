@@ -1,0 +1,546 @@
+/**
+ * CoAP message encoding and decoding (RFC 7252 §3, RFC 7641 Observe, RFC 7959 Block options).
+ *
+ * A thin, typed layer over `coap-packet`: datagrams are first checked structurally here (coap-packet is
+ * lenient about truncated options, reserved token lengths and a payload marker without payload, all of
+ * which RFC 7252 calls message format errors), then parsed, then the options the layer above needs are
+ * decoded into typed fields.
+ */
+import * as packet from 'coap-packet';
+import { CoapFormatError } from './errors';
+
+export type CoapMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' | 'PATCH' | 'iPATCH';
+export type CoapType = 'CON' | 'NON' | 'ACK' | 'RST';
+
+/** One option: a coap-packet option name ('Uri-Path', 'Content-Format', 'Observe', ...) or a numeric string. */
+export interface CoapOption {
+  name: string;
+  value: Buffer;
+}
+
+/** Anything received, decoded. */
+export interface CoapMessage {
+  /** 'c.dd', e.g. '0.01' for GET, '2.05' for Content, '0.00' for an empty message. */
+  code: string;
+  type: CoapType;
+  messageId: number;
+  token: Buffer;
+  options: CoapOption[];
+  payload: Buffer;
+  path: string[];
+  query: string[];
+  contentFormat?: number;
+  accept?: number;
+  observe?: number;
+  locationPath: string[];
+}
+
+/** What `encodeMessage` puts on the wire. */
+export interface OutgoingMessage {
+  type: CoapType;
+  /** 'c.dd' code, a method name, or a response code name such as 'Content'. */
+  code: string;
+  messageId: number;
+  token?: Buffer;
+  options?: CoapOption[];
+  payload?: Buffer;
+}
+
+/** Option numbers (RFC 7252 §12.2, RFC 7641, RFC 7959, RFC 7967). */
+export const OptionNumber = {
+  IfMatch: 1,
+  UriHost: 3,
+  ETag: 4,
+  IfNoneMatch: 5,
+  Observe: 6,
+  UriPort: 7,
+  LocationPath: 8,
+  Oscore: 9,
+  UriPath: 11,
+  ContentFormat: 12,
+  MaxAge: 14,
+  UriQuery: 15,
+  HopLimit: 16,
+  Accept: 17,
+  QBlock1: 19,
+  LocationQuery: 20,
+  Block2: 23,
+  Block1: 27,
+  Size2: 28,
+  QBlock2: 31,
+  ProxyUri: 35,
+  ProxyScheme: 39,
+  Size1: 60,
+  NoResponse: 258,
+} as const;
+
+const NAME_TO_NUMBER: ReadonlyMap<string, number> = new Map([
+  ['If-Match', 1],
+  ['Uri-Host', 3],
+  ['ETag', 4],
+  ['If-None-Match', 5],
+  ['Observe', 6],
+  ['Uri-Port', 7],
+  ['Location-Path', 8],
+  ['OSCORE', 9],
+  ['Uri-Path', 11],
+  ['Content-Format', 12],
+  ['Max-Age', 14],
+  ['Uri-Query', 15],
+  ['Hop-Limit', 16],
+  ['Accept', 17],
+  ['Q-Block1', 19],
+  ['Location-Query', 20],
+  ['Block2', 23],
+  ['Block1', 27],
+  ['Size2', 28],
+  ['Q-Block2', 31],
+  ['Proxy-Uri', 35],
+  ['Proxy-Scheme', 39],
+  ['Size1', 60],
+  ['No-Response', 258],
+  ['OCF-Accept-Content-Format-Version', 2049],
+  ['OCF-Content-Format-Version', 2053],
+]);
+const NUMBER_TO_NAME: ReadonlyMap<number, string> = new Map([...NAME_TO_NUMBER].map(([k, v]) => [v, k]));
+
+/** Option number for a name (or numeric string); undefined when neither. */
+export function optionNumber(name: string): number | undefined {
+  const known = NAME_TO_NUMBER.get(name);
+  if (known !== undefined) return known;
+  if (/^\d+$/.test(name)) {
+    const n = Number(name);
+    if (n >= 0 && n <= 65535) return n;
+  }
+  return undefined;
+}
+
+/** Option name coap-packet uses for a number (numeric string for unknown ones). */
+export function optionName(num: number): string {
+  return NUMBER_TO_NAME.get(num) ?? String(num);
+}
+
+/** RFC 7252 §5.4.6: odd option numbers are critical. */
+export function isCriticalOption(num: number): boolean {
+  return (num & 1) === 1;
+}
+
+interface OptionRule {
+  repeatable: boolean;
+  min: number;
+  max: number;
+}
+/** Options this layer recognises, with their length ranges (RFC 7252 §5.10, RFC 7641 §2, RFC 7959 §2.1, RFC 7967). */
+const RECOGNISED: ReadonlyMap<number, OptionRule> = new Map([
+  [1, { repeatable: true, min: 0, max: 8 }],
+  [3, { repeatable: false, min: 1, max: 255 }],
+  [4, { repeatable: true, min: 1, max: 8 }],
+  [5, { repeatable: false, min: 0, max: 0 }],
+  [6, { repeatable: false, min: 0, max: 3 }],
+  [7, { repeatable: false, min: 0, max: 2 }],
+  [8, { repeatable: true, min: 0, max: 255 }],
+  [11, { repeatable: true, min: 0, max: 255 }],
+  [12, { repeatable: false, min: 0, max: 2 }],
+  [14, { repeatable: false, min: 0, max: 4 }],
+  [15, { repeatable: true, min: 0, max: 255 }],
+  [17, { repeatable: false, min: 0, max: 2 }],
+  [20, { repeatable: true, min: 0, max: 255 }],
+  [23, { repeatable: false, min: 0, max: 3 }],
+  [27, { repeatable: false, min: 0, max: 3 }],
+  [28, { repeatable: false, min: 0, max: 4 }],
+  [35, { repeatable: false, min: 1, max: 1034 }],
+  [39, { repeatable: false, min: 1, max: 255 }],
+  [60, { repeatable: false, min: 0, max: 4 }],
+  [258, { repeatable: false, min: 0, max: 1 }],
+]);
+
+/**
+ * RFC 7252 §5.4.1/§5.4.5: the first critical option this layer cannot honour (unknown number, value length
+ * out of range, or a repeated non-repeatable option), or undefined when all critical options are fine.
+ */
+export function findUnrecognisedCritical(options: readonly CoapOption[]): number | undefined {
+  const seen = new Set<number>();
+  for (const opt of options) {
+    const num = optionNumber(opt.name);
+    if (num === undefined) continue;
+    const rule = RECOGNISED.get(num);
+    const ok =
+      rule !== undefined &&
+      opt.value.length >= rule.min &&
+      opt.value.length <= rule.max &&
+      (rule.repeatable || !seen.has(num));
+    seen.add(num);
+    if (!ok && isCriticalOption(num)) return num;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Codes
+
+const CODE_NAMES: ReadonlyMap<string, string> = new Map([
+  ['0.00', 'Empty'],
+  ['0.01', 'GET'],
+  ['0.02', 'POST'],
+  ['0.03', 'PUT'],
+  ['0.04', 'DELETE'],
+  ['0.05', 'FETCH'],
+  ['0.06', 'PATCH'],
+  ['0.07', 'iPATCH'],
+  ['2.01', 'Created'],
+  ['2.02', 'Deleted'],
+  ['2.03', 'Valid'],
+  ['2.04', 'Changed'],
+  ['2.05', 'Content'],
+  ['2.31', 'Continue'],
+  ['4.00', 'Bad Request'],
+  ['4.01', 'Unauthorized'],
+  ['4.02', 'Bad Option'],
+  ['4.03', 'Forbidden'],
+  ['4.04', 'Not Found'],
+  ['4.05', 'Method Not Allowed'],
+  ['4.06', 'Not Acceptable'],
+  ['4.08', 'Request Entity Incomplete'],
+  ['4.09', 'Conflict'],
+  ['4.12', 'Precondition Failed'],
+  ['4.13', 'Request Entity Too Large'],
+  ['4.15', 'Unsupported Content-Format'],
+  ['4.22', 'Unprocessable Entity'],
+  ['4.29', 'Too Many Requests'],
+  ['5.00', 'Internal Server Error'],
+  ['5.01', 'Not Implemented'],
+  ['5.02', 'Bad Gateway'],
+  ['5.03', 'Service Unavailable'],
+  ['5.04', 'Gateway Timeout'],
+  ['5.05', 'Proxying Not Supported'],
+]);
+const NAME_TO_CODE: ReadonlyMap<string, string> = new Map(
+  [...CODE_NAMES].map(([code, name]) => [name.toLowerCase(), code]),
+);
+
+const METHOD_CODES: Readonly<Record<CoapMethod, string>> = {
+  GET: '0.01',
+  POST: '0.02',
+  PUT: '0.03',
+  DELETE: '0.04',
+  FETCH: '0.05',
+  PATCH: '0.06',
+  iPATCH: '0.07',
+};
+
+/** Human name of a code ('2.05' → 'Content'); the code itself when it has no registered name. */
+export function codeName(code: string): string {
+  return CODE_NAMES.get(code) ?? code;
+}
+
+/** 'c.dd' with name, e.g. '4.04 Not Found'. */
+export function describeCode(code: string): string {
+  const name = CODE_NAMES.get(code);
+  return name ? `${code} ${name}` : code;
+}
+
+/**
+ * Normalises a code given as 'c.dd', 'cdd' (e.g. '205'), a method name or a code name ('Content', case
+ * insensitive) to 'c.dd'. Undefined when it is none of these or out of range.
+ */
+export function normaliseCode(code: string): string | undefined {
+  const dotted = /^([0-7])\.([0-3][0-9])$/.exec(code);
+  if (dotted) return Number(dotted[2]) <= 31 ? code : undefined;
+  const plain = /^([0-7])([0-3][0-9])$/.exec(code);
+  if (plain) return Number(plain[2]) <= 31 ? `${plain[1]}.${plain[2]}` : undefined;
+  if (Object.prototype.hasOwnProperty.call(METHOD_CODES, code)) return METHOD_CODES[code as CoapMethod];
+  return NAME_TO_CODE.get(code.toLowerCase());
+}
+
+export function methodCode(method: CoapMethod): string {
+  return METHOD_CODES[method];
+}
+
+/** Method name for a request code ('0.01' → 'GET'); undefined for other codes. */
+export function methodName(code: string): CoapMethod | undefined {
+  for (const m of Object.keys(METHOD_CODES) as CoapMethod[]) if (METHOD_CODES[m] === code) return m;
+  return undefined;
+}
+
+/** Class digit of a 'c.dd' code. */
+export function codeClass(code: string): number {
+  return Number(code.charAt(0));
+}
+
+export function isRequestCode(code: string): boolean {
+  return codeClass(code) === 0 && code !== '0.00';
+}
+
+export function isResponseCode(code: string): boolean {
+  const c = codeClass(code);
+  return c >= 2 && c <= 5;
+}
+
+export function isSuccessCode(code: string): boolean {
+  return codeClass(code) === 2;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Option values
+
+/** Minimal-length unsigned integer option value (RFC 7252 §3.2): 0 is the empty value. */
+export function encodeUint(value: number): Buffer {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw new RangeError(`option value ${value} is not an unsigned 32-bit integer`);
+  }
+  const bytes: number[] = [];
+  let v = value;
+  while (v > 0) {
+    bytes.unshift(v & 0xff);
+    v = Math.floor(v / 256);
+  }
+  return Buffer.from(bytes);
+}
+
+/** Reads an unsigned integer option value (leading zeros allowed, up to 6 bytes). */
+export function decodeUint(value: Buffer): number {
+  if (value.length > 6) throw new RangeError('integer option value longer than 6 bytes');
+  let n = 0;
+  for (const b of value) n = n * 256 + b;
+  return n;
+}
+
+/** Block1/Block2 option value (RFC 7959 §2.2). */
+export interface BlockValue {
+  /** Block number, 0 .. 2^20 - 1. */
+  num: number;
+  /** More blocks follow. */
+  more: boolean;
+  /** Size exponent 0..6; block size = 2^(szx + 4). */
+  szx: number;
+}
+
+/** Block size in bytes for a SZX. */
+export function blockSize(szx: number): number {
+  return 1 << (szx + 4);
+}
+
+/** Largest SZX whose block size is at most `size` bytes (clamped to 0..6). */
+export function szxForSize(size: number): number {
+  let szx = 6;
+  while (szx > 0 && blockSize(szx) > size) szx--;
+  return szx;
+}
+
+export function encodeBlock(block: BlockValue): Buffer {
+  const { num, more, szx } = block;
+  if (!Number.isInteger(num) || num < 0 || num > 0xfffff) throw new RangeError(`block number ${num} out of range`);
+  if (!Number.isInteger(szx) || szx < 0 || szx > 6) throw new RangeError(`block SZX ${szx} out of range`);
+  return encodeUint(num * 16 + (more ? 8 : 0) + szx);
+}
+
+/** Decodes a Block option value; undefined when it is longer than 3 bytes or uses the reserved SZX 7. */
+export function decodeBlock(value: Buffer): BlockValue | undefined {
+  if (value.length > 3) return undefined;
+  const v = decodeUint(value);
+  const szx = v & 7;
+  if (szx === 7) return undefined;
+  return { num: Math.floor(v / 16), more: (v & 8) !== 0, szx };
+}
+
+/** All values of one option, in message order. */
+export function getOptions(options: readonly CoapOption[], name: string): Buffer[] {
+  const num = optionNumber(name);
+  const out: Buffer[] = [];
+  for (const o of options) if (o.name === name || (num !== undefined && optionNumber(o.name) === num)) out.push(o.value);
+  return out;
+}
+
+/** First value of one option. */
+export function getOption(options: readonly CoapOption[], name: string): Buffer | undefined {
+  return getOptions(options, name)[0];
+}
+
+/** First value of an unsigned-integer option, when present and no longer than `maxLength` bytes. */
+export function getUintOption(options: readonly CoapOption[], name: string, maxLength = 4): number | undefined {
+  const v = getOption(options, name);
+  if (v === undefined || v.length > maxLength) return undefined;
+  return decodeUint(v);
+}
+
+/** Uri-Path options for path segments (each at most 255 bytes of UTF-8). */
+export function pathOptions(segments: readonly string[], name = 'Uri-Path'): CoapOption[] {
+  return segments.map((s) => {
+    const value = Buffer.from(s, 'utf8');
+    if (value.length > 255) throw new RangeError(`${name} segment longer than 255 bytes`);
+    return { name, value };
+  });
+}
+
+/** Uri-Query options ('k=v' strings, each at most 255 bytes). */
+export function queryOptions(query: readonly string[]): CoapOption[] {
+  return pathOptions(query, 'Uri-Query');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Datagrams
+
+/** Header fields readable from the first four bytes, when the version is 1. */
+export interface CoapHeader {
+  type: CoapType;
+  code: string;
+  messageId: number;
+  tokenLength: number;
+}
+
+const TYPES: readonly CoapType[] = ['CON', 'NON', 'ACK', 'RST'];
+
+/** Reads the fixed header without validating the rest; undefined if too short or not CoAP version 1. */
+export function peekHeader(datagram: Buffer): CoapHeader | undefined {
+  if (datagram.length < 4) return undefined;
+  const b0 = datagram[0];
+  if (b0 >> 6 !== 1) return undefined;
+  const b1 = datagram[1];
+  return {
+    type: TYPES[(b0 >> 4) & 3],
+    code: `${b1 >> 5}.${String(b1 & 31).padStart(2, '0')}`,
+    messageId: datagram.readUInt16BE(2),
+    tokenLength: b0 & 15,
+  };
+}
+
+/** Throws CoapFormatError unless the datagram is a structurally valid RFC 7252 message. */
+function checkStructure(buf: Buffer): void {
+  const header = peekHeader(buf);
+  if (!header) throw new CoapFormatError(buf.length < 4 ? 'datagram shorter than a CoAP header' : 'not CoAP version 1');
+  if (header.tokenLength > 8) throw new CoapFormatError(`reserved token length ${header.tokenLength}`);
+  if (header.code === '0.00') {
+    if (buf.length !== 4) throw new CoapFormatError('empty message with token, options or payload');
+    return;
+  }
+  let i = 4 + header.tokenLength;
+  if (i > buf.length) throw new CoapFormatError('truncated token');
+  let number = 0;
+  while (i < buf.length) {
+    const b = buf[i++];
+    if (b === 0xff) {
+      if (i >= buf.length) throw new CoapFormatError('payload marker without payload');
+      return;
+    }
+    let delta = b >> 4;
+    let length = b & 15;
+    if (delta === 15 || length === 15) throw new CoapFormatError('reserved option delta or length 15');
+    if (delta === 13) {
+      if (i + 1 > buf.length) throw new CoapFormatError('truncated option delta');
+      delta = buf[i] + 13;
+      i += 1;
+    } else if (delta === 14) {
+      if (i + 2 > buf.length) throw new CoapFormatError('truncated option delta');
+      delta = buf.readUInt16BE(i) + 269;
+      i += 2;
+    }
+    if (length === 13) {
+      if (i + 1 > buf.length) throw new CoapFormatError('truncated option length');
+      length = buf[i] + 13;
+      i += 1;
+    } else if (length === 14) {
+      if (i + 2 > buf.length) throw new CoapFormatError('truncated option length');
+      length = buf.readUInt16BE(i) + 269;
+      i += 2;
+    }
+    number += delta;
+    if (number > 65535) throw new CoapFormatError('option number above 65535');
+    if (i + length > buf.length) throw new CoapFormatError('truncated option value');
+    i += length;
+  }
+}
+
+function utf8List(values: Buffer[]): string[] {
+  return values.map((v) => v.toString('utf8'));
+}
+
+/**
+ * Decodes a datagram. Throws CoapFormatError for anything RFC 7252 calls a message format error. Typed fields
+ * (contentFormat, accept, observe) are set only when their option value has a valid length.
+ */
+export function decodeMessage(datagram: Buffer): CoapMessage {
+  checkStructure(datagram);
+  let parsed: packet.ParsedPacket;
+  try {
+    parsed = packet.parse(datagram);
+  } catch (err) {
+    throw new CoapFormatError(err instanceof Error ? err.message : 'unparseable datagram');
+  }
+  const header = peekHeader(datagram) as CoapHeader;
+  const options: CoapOption[] = parsed.options.map((o) => ({ name: String(o.name), value: Buffer.from(o.value) }));
+  const msg: CoapMessage = {
+    code: parsed.code,
+    type: header.type,
+    messageId: parsed.messageId,
+    token: Buffer.from(parsed.token),
+    options,
+    payload: Buffer.from(parsed.payload),
+    path: utf8List(getOptions(options, 'Uri-Path')),
+    query: utf8List(getOptions(options, 'Uri-Query')),
+    locationPath: utf8List(getOptions(options, 'Location-Path')),
+  };
+  const cf = getUintOption(options, 'Content-Format', 2);
+  if (cf !== undefined) msg.contentFormat = cf;
+  const accept = getUintOption(options, 'Accept', 2);
+  if (accept !== undefined) msg.accept = accept;
+  const observe = getUintOption(options, 'Observe', 3);
+  if (observe !== undefined) msg.observe = observe;
+  return msg;
+}
+
+/** Encodes a message; throws (RangeError/Error) on invalid input or when it exceeds maxLength bytes. */
+export function encodeMessage(msg: OutgoingMessage, maxLength = 1152): Buffer {
+  const code = normaliseCode(msg.code);
+  if (code === undefined) throw new RangeError(`invalid CoAP code '${msg.code}'`);
+  const token = msg.token ?? Buffer.alloc(0);
+  if (token.length > 8) throw new RangeError('token longer than 8 bytes');
+  if (!Number.isInteger(msg.messageId) || msg.messageId < 0 || msg.messageId > 0xffff) {
+    throw new RangeError(`message id ${msg.messageId} out of range`);
+  }
+  const options = (msg.options ?? []).map((o) => {
+    const num = optionNumber(o.name);
+    if (num === undefined) throw new RangeError(`unknown option '${o.name}'`);
+    // coap-packet accepts either form; a number keeps the sort numeric for unknown options.
+    return { name: NUMBER_TO_NAME.get(num) ?? String(num), value: o.value };
+  });
+  const payload = msg.payload ?? Buffer.alloc(0);
+  if (code === '0.00' && (token.length > 0 || options.length > 0 || payload.length > 0)) {
+    throw new RangeError('an empty message carries no token, options or payload');
+  }
+  return packet.generate(
+    {
+      code,
+      messageId: msg.messageId,
+      token,
+      options: options as packet.Option[],
+      payload,
+      confirmable: msg.type === 'CON',
+      ack: msg.type === 'ACK',
+      reset: msg.type === 'RST',
+    },
+    maxLength,
+  );
+}
+
+/** Empty ACK or RST for a message id. */
+export function emptyMessage(type: 'ACK' | 'RST' | 'CON', messageId: number): Buffer {
+  const b = Buffer.alloc(4);
+  b[0] = 0x40 | ((type === 'CON' ? 0 : type === 'ACK' ? 2 : 3) << 4);
+  b[1] = 0;
+  b.writeUInt16BE(messageId & 0xffff, 2);
+  return b;
+}
+
+/** One-line description for trace logs: `CON 0.01 GET mid=12 tok=0a0b /rd?ep=x cf=40 12B`. Never the payload. */
+export function describeMessage(msg: CoapMessage): string {
+  const parts = [msg.type, describeCode(msg.code), `mid=${msg.messageId}`];
+  if (msg.token.length) parts.push(`tok=${msg.token.toString('hex')}`);
+  if (msg.path.length || msg.query.length) {
+    parts.push('/' + msg.path.join('/') + (msg.query.length ? '?' + msg.query.join('&') : ''));
+  }
+  if (msg.locationPath.length) parts.push('loc=/' + msg.locationPath.join('/'));
+  if (msg.contentFormat !== undefined) parts.push(`cf=${msg.contentFormat}`);
+  if (msg.observe !== undefined) parts.push(`obs=${msg.observe}`);
+  if (msg.payload.length) parts.push(`${msg.payload.length}B`);
+  return parts.join(' ');
+}

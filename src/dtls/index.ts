@@ -1,0 +1,6 @@
+export { DtlsServer, type DtlsServerOptions, type DtlsServerStats, type HandshakeFailedInfo } from './server';
+export { DtlsSession, type SessionCloseReason } from './session';
+export { type CipherSuiteName, CIPHER_SUITES } from './suites';
+export { AlertDescription, alertName } from './alerts';
+export { prf } from './prf';
+export { ReplayWindow, REPLAY_WINDOW_SIZE } from './replay';

@@ -1,0 +1,5 @@
+export * from './types';
+export { ObjectModel, coreObjectDefs } from './object-model';
+export { parseDdf, parseOperations, parseResourceType } from './ddf';
+export { toCompact, fromCompact, COMPACT_FORMAT, COMPACT_RESOURCE_FIELDS } from './compact';
+export type { CompactObject, CompactObjectFile, CompactResource } from './compact';

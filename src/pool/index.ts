@@ -1,0 +1,3 @@
+export * from './pool';
+export * from './channels';
+export * from './outbound';

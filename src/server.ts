@@ -1,0 +1,515 @@
+import { EventEmitter } from 'node:events';
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Channel, LogFn } from './channel';
+import { CoapEndpoint, CoapTimeoutError, type CoapMessage, type CoapResponseInit } from './coap';
+import { DtlsServer, type DtlsSession } from './dtls';
+import { ObjectModel } from './lwm2m/model';
+import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput } from './lwm2m/operations';
+import { RegistrationInterface } from './lwm2m/registration';
+import { Registry, type Registration } from './lwm2m/registry';
+import { SecurityStore, type PskEntryInput } from './lwm2m/security';
+import { formatName } from './lwm2m/content';
+import { OutboundDialler, SessionPool, sessionChannel, udpChannel, type PoolMode, type PoolEntry } from './pool';
+
+export interface Lwm2mServerOptions {
+  /** Address to bind, default '0.0.0.0'; '::' listens on IPv6 and IPv4. */
+  bind?: string;
+  /** Plain CoAP port, default 5683; 0 = off. */
+  coapPort?: number;
+  /** CoAP over DTLS port, default 5684; 0 = off. */
+  coapsPort?: number;
+  /** Accept unsecured registrations (default false). */
+  allowNoSec?: boolean;
+  poolMode?: PoolMode;
+  /** Seconds an outbound session (or a DTLS session bound to no registration) may stay idle; default 300. */
+  idleTimeout?: number;
+  /** Seconds between idle sweeps; default 60. */
+  idleSweepInterval?: number;
+  maxSessions?: number;
+  /** Registration lifetime bounds in seconds; defaults 1 and one year. */
+  minLifetime?: number;
+  maxLifetime?: number;
+  /** Milliseconds between lifetime-expiry checks; default 1000. */
+  expiryCheckInterval?: number;
+  psk?: PskEntryInput[];
+  coap?: { ackTimeoutMs?: number; ackRandomFactor?: number; maxRetransmit?: number };
+  dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number };
+  model?: ObjectModel;
+  log?: LogFn;
+}
+
+/** What flows see of a registration (SPEC: lwm2m-events payload). */
+export interface RegistrationInfo {
+  endpoint: string;
+  registrationId: string;
+  lifetime: number;
+  lwm2mVersion: string;
+  binding: string;
+  queueMode: boolean;
+  objects: string[];
+  address: string;
+  port: number;
+  secure: boolean;
+  identity?: string;
+  registeredAt: number;
+  lastSeen: number;
+}
+
+export interface Lwm2mRequest extends OperationInput {
+  endpoint: string;
+  /** Overall limit in milliseconds (CoAP retransmissions stop earlier if they run out first). */
+  timeout?: number;
+}
+
+export interface Lwm2mResult {
+  endpoint: string;
+  path: string;
+  operation: string;
+  code: string;
+  payload: unknown;
+  /** Format name of the answer (SPEC msg.format names), undefined when it had no payload. */
+  format?: string;
+  contentFormat?: number;
+  rttMs: number;
+  secure: boolean;
+  sessionReused: boolean;
+  handshakes: number;
+}
+
+export type Lwm2mErrorKind = 'unknown-endpoint' | 'bad-input' | 'timeout' | 'device-error' | 'no-session' | 'decode' | 'transport' | 'closed';
+
+export class Lwm2mRequestError extends Error {
+  override name = 'Lwm2mRequestError';
+  constructor(message: string, readonly kind: Lwm2mErrorKind, readonly code?: string) {
+    super(message);
+  }
+}
+
+export interface Lwm2mStats {
+  sessions: { active: number; inbound: number; outbound: number };
+  handshakes: { total: number; failed: number };
+  requests: { total: number; overPooledSession: number; timeouts: number };
+  registrations: number;
+  perSession: Array<{
+    endpoint: string; mode: PoolMode; address: string; port: number; identity?: string;
+    handshakes: number; requests: number; bytesIn: number; bytesOut: number;
+    createdAt: number; lastUsed: number; idleMs: number; connected: boolean;
+  }>;
+}
+
+const CODE_NAMES: Record<string, string> = {
+  '4.00': 'Bad Request', '4.01': 'Unauthorized', '4.02': 'Bad Option', '4.03': 'Forbidden', '4.04': 'Not Found',
+  '4.05': 'Method Not Allowed', '4.06': 'Not Acceptable', '4.08': 'Request Entity Incomplete', '4.09': 'Conflict',
+  '4.12': 'Precondition Failed', '4.13': 'Request Entity Too Large', '4.15': 'Unsupported Content-Format',
+  '5.00': 'Internal Server Error', '5.01': 'Not Implemented', '5.02': 'Bad Gateway', '5.03': 'Service Unavailable',
+  '5.04': 'Gateway Timeout', '5.05': 'Proxying Not Supported',
+};
+
+interface ChannelCounters { bytesIn: number; bytesOut: number }
+
+/**
+ * An OMA LwM2M server: UDP sockets, DTLS server, registration interface, registry, session pool and
+ * request layer, all owned by this instance. Usable without Node-RED.
+ */
+export class Lwm2mServer extends EventEmitter {
+  readonly security = new SecurityStore();
+  readonly registry = new Registry();
+  readonly model: ObjectModel;
+  private readonly opts: Required<Pick<Lwm2mServerOptions, 'bind' | 'coapPort' | 'coapsPort' | 'allowNoSec' | 'poolMode' | 'idleTimeout' | 'idleSweepInterval' | 'maxSessions' | 'minLifetime' | 'maxLifetime' | 'expiryCheckInterval'>> & Lwm2mServerOptions;
+  private readonly coap: CoapEndpoint;
+  private readonly dtls: DtlsServer;
+  private readonly pool: SessionPool;
+  private readonly dialler: OutboundDialler;
+  private readonly registration: RegistrationInterface;
+  /** Live device-opened DTLS sessions by channel key. */
+  private readonly dtlsChannels = new Map<string, { channel: Channel; session: DtlsSession }>();
+  private readonly counters = new Map<string, ChannelCounters>();
+  private coapSocket?: dgram.Socket;
+  private coapsSocket?: dgram.Socket;
+  private timers: NodeJS.Timeout[] = [];
+  private serial = 0;
+  private started = false;
+  private stopped = false;
+  private readonly requestStats = { total: 0, overPooledSession: 0, timeouts: 0 };
+  private readonly outboundStats = { handshakes: 0, failed: 0 };
+
+  constructor(options: Lwm2mServerOptions = {}) {
+    super();
+    this.opts = {
+      bind: '0.0.0.0', coapPort: 5683, coapsPort: 5684, allowNoSec: false, poolMode: 'inbound',
+      idleTimeout: 300, idleSweepInterval: 60, maxSessions: 10000, minLifetime: 1, maxLifetime: 31536000,
+      expiryCheckInterval: 1000,
+      ...stripUndefined(options),
+    };
+    const log = this.opts.log;
+    this.model = options.model ?? new ObjectModel();
+    if (options.psk) this.security.replaceAll(options.psk);
+    this.coap = new CoapEndpoint({ ...this.opts.coap, onRequest: (req, ch) => this.onCoapRequest(req, ch), log });
+    this.dtls = new DtlsServer({
+      send: (data, port, address) => this.coapsSocket?.send(data, port, address, (err) => err && this.socketError(err)),
+      pskLookup: (identity) => this.security.keyFor(identity),
+      maxSessions: this.opts.maxSessions,
+      ...this.opts.dtls,
+      log,
+    });
+    this.dtls.on('session', (s: DtlsSession) => this.onDtlsSession(s));
+    this.dtls.on('handshakeFailed', (info: { address: string; port: number; identity?: string; alert: string; reason: string }) => {
+      log?.('debug', `DTLS handshake from ${info.address}:${info.port}${info.identity !== undefined ? ` (identity "${info.identity}")` : ''} failed: ${info.alert} (${info.reason})`);
+      this.emit('handshakeFailed', info);
+    });
+    this.dialler = new OutboundDialler({
+      timeoutMs: 10000,
+      onMessage: (ch, data) => {
+        this.count(ch.key).bytesIn += data.length;
+        this.coap.handle(ch, data);
+      },
+      log,
+    });
+    this.pool = new SessionPool({
+      mode: this.opts.poolMode,
+      idleTimeoutMs: this.opts.idleTimeout * 1000,
+      maxSessions: this.opts.maxSessions,
+      log,
+      dial: (endpoint) => this.dialOutbound(endpoint),
+    });
+    this.registration = new RegistrationInterface(this.registry, this.security, {
+      allowNoSec: this.opts.allowNoSec,
+      minLifetime: this.opts.minLifetime,
+      maxLifetime: this.opts.maxLifetime,
+      log,
+    });
+    this.registry.on('register', (reg: Registration, replaced?: Registration) => this.onRegister(reg, replaced));
+    this.registry.on('update', (reg: Registration, changed: string[]) => this.onUpdate(reg, changed));
+    this.registry.on('deregister', (reg: Registration) => this.onGone(reg, 'deregister'));
+    this.registry.on('expire', (reg: Registration) => this.onGone(reg, 'expire'));
+  }
+
+  /** Ports actually bound (0 when off). */
+  get ports(): { coap: number; coaps: number } {
+    return {
+      coap: this.coapSocket ? this.coapSocket.address().port : 0,
+      coaps: this.coapsSocket ? this.coapsSocket.address().port : 0,
+    };
+  }
+
+  get poolMode(): PoolMode {
+    return this.opts.poolMode;
+  }
+
+  /** Binds the UDP ports. Rejects with a clear message (and nothing left bound) when a port is in use. */
+  async start(): Promise<{ coap: number; coaps: number }> {
+    if (this.started) throw new Error('server already started');
+    this.started = true;
+    try {
+      if (this.opts.coapPort > 0) {
+        this.coapSocket = await this.bindSocket(this.opts.coapPort, (msg, rinfo) => {
+          const ch = udpChannel(this.coapSocket as dgram.Socket, rinfo.address, rinfo.port, (e) => this.socketError(e));
+          this.coap.handle(ch, msg);
+        });
+      }
+      if (this.opts.coapsPort > 0) {
+        this.coapsSocket = await this.bindSocket(this.opts.coapsPort, (msg, rinfo) => this.dtls.handleDatagram(msg, rinfo));
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.timers.push(setInterval(() => this.registry.expire(), this.opts.expiryCheckInterval));
+    this.timers.push(setInterval(() => this.sweepIdle(), this.opts.idleSweepInterval * 1000));
+    this.opts.log?.('info', `LwM2M server listening on ${this.opts.bind} coap:${this.ports.coap || 'off'} coaps:${this.ports.coaps || 'off'}`);
+    return this.ports;
+  }
+
+  private bindSocket(port: number, onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): Promise<dgram.Socket> {
+    const bind = this.opts.bind;
+    return new Promise((resolve, reject) => {
+      const socket = dgram.createSocket({ type: isIPv6(bind) ? 'udp6' : 'udp4' });
+      const onError = (err: NodeJS.ErrnoException): void => {
+        socket.close();
+        const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EACCES' ? 'needs more privileges' : `cannot be bound (${err.message})`;
+        reject(new Error(`UDP port ${port} on ${bind} ${why}`));
+      };
+      socket.once('error', onError);
+      socket.bind(port, bind, () => {
+        socket.off('error', onError);
+        socket.on('error', (err) => this.socketError(err));
+        socket.on('message', (msg, rinfo) => {
+          try {
+            onMessage(msg, rinfo);
+          } catch (err) {
+            this.opts.log?.('warn', `dropped a datagram from ${rinfo.address}:${rinfo.port}: ${(err as Error).message}`);
+          }
+        });
+        resolve(socket);
+      });
+    });
+  }
+
+  /** Closes sockets, sessions and timers. Safe to call more than once. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.coap.close();
+    this.pool.closeAll();
+    this.dtls.close();
+    this.dtlsChannels.clear();
+    await Promise.all([this.coapSocket, this.coapsSocket].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : undefined)));
+    this.coapSocket = undefined;
+    this.coapsSocket = undefined;
+    this.registry.removeAllListeners();
+    this.registry.clear();
+  }
+
+  private socketError(err: Error): void {
+    this.opts.log?.('warn', `UDP socket error: ${err.message}`);
+  }
+
+  private count(key: string): ChannelCounters {
+    let c = this.counters.get(key);
+    if (!c) {
+      c = { bytesIn: 0, bytesOut: 0 };
+      this.counters.set(key, c);
+    }
+    return c;
+  }
+
+  private onDtlsSession(session: DtlsSession): void {
+    const channel = sessionChannel('dtls', session, session.address, session.port, session.identity, ++this.serial);
+    const counted: Channel = {
+      ...channel,
+      send: (data) => {
+        this.count(channel.key).bytesOut += data.length;
+        channel.send(data);
+      },
+    };
+    this.dtlsChannels.set(channel.key, { channel: counted, session });
+    this.opts.log?.('debug', `DTLS session established with ${session.address}:${session.port} as "${session.identity}" (${session.cipherSuite})`);
+    session.on('data', (data: Buffer) => {
+      this.count(channel.key).bytesIn += data.length;
+      this.coap.handle(counted, data);
+    });
+    session.on('close', () => {
+      this.dtlsChannels.delete(channel.key);
+      this.counters.delete(channel.key);
+      this.coap.forgetChannel(channel.key, 'DTLS session closed');
+      this.pool.unbindChannel(channel.key);
+    });
+    // A registered device that handshakes again (reboot, new NAT port) keeps its registration: requests now go
+    // over the new authenticated session of the same identity.
+    const entry = this.security.byIdentity(session.identity);
+    const reg = entry ? this.registry.byEndpoint(entry.endpoint) : undefined;
+    if (reg && reg.secure && reg.identity === session.identity && this.pool.mode === 'inbound') {
+      reg.channelKey = counted.key;
+      reg.address = counted.address;
+      reg.port = counted.port;
+      this.pool.bindInbound(reg.endpoint, counted, true);
+    }
+  }
+
+  private async onCoapRequest(req: CoapMessage, channel: Channel): Promise<CoapResponseInit> {
+    const res = this.registration.handle(req, channel);
+    if (res) return res;
+    return { code: '4.04', payload: Buffer.from(`no resource /${req.path.join('/')} on this server`) };
+  }
+
+  private onRegister(reg: Registration, replaced?: Registration): void {
+    // Outbound: the device re-registered (often after a reboot), so its old session is stale; dial afresh.
+    if (replaced && this.pool.mode === 'outbound') this.pool.remove(replaced.endpoint);
+    try {
+      this.bindPool(reg, true);
+    } catch (err) {
+      this.opts.log?.('warn', `endpoint ${reg.endpoint}: ${(err as Error).message}`);
+    }
+    this.emit('register', registrationInfo(reg));
+  }
+
+  private onUpdate(reg: Registration, changed: string[]): void {
+    if (changed.includes('channelKey')) {
+      try {
+        this.bindPool(reg, false);
+      } catch (err) {
+        this.opts.log?.('warn', `endpoint ${reg.endpoint}: ${(err as Error).message}`);
+      }
+    }
+    this.emit('update', registrationInfo(reg), changed);
+  }
+
+  private bindPool(reg: Registration, registering: boolean): void {
+    const psk = this.security.byEndpoint(reg.endpoint);
+    if (this.pool.mode === 'outbound' && psk) {
+      if (registering || !this.pool.get(reg.endpoint)) {
+        this.pool.prepareOutbound(reg.endpoint, psk.host ?? reg.address, psk.port ?? reg.port, psk.identity);
+      }
+      return;
+    }
+    if (!reg.secure) return;
+    const live = this.dtlsChannels.get(reg.channelKey);
+    if (live) this.pool.bindInbound(reg.endpoint, live.channel, false);
+  }
+
+  private onGone(reg: Registration, why: 'deregister' | 'expire'): void {
+    this.pool.remove(reg.endpoint);
+    // Free the device's DTLS session too, after the answer to its De-register has gone out.
+    const live = this.dtlsChannels.get(reg.channelKey);
+    if (live && this.pool.mode === 'inbound') setImmediate(() => live.session.close());
+    this.opts.log?.('debug', `${why === 'expire' ? 'lifetime expired for' : 'de-registered'} endpoint ${reg.endpoint}`);
+    this.emit(why, registrationInfo(reg));
+  }
+
+  private async dialOutbound(endpoint: string): Promise<import('./pool').OutboundSession> {
+    const psk = this.security.byEndpoint(endpoint);
+    const entry = this.pool.get(endpoint);
+    if (!psk || !entry) throw new Error(`no security information for endpoint "${endpoint}"`);
+    try {
+      const session = await this.dialler.dial({ host: entry.address, port: entry.port, identity: psk.identity, key: psk.key });
+      this.outboundStats.handshakes += 1;
+      const key = session.channel.key;
+      const counted: Channel = {
+        ...session.channel,
+        send: (data) => {
+          this.count(key).bytesOut += data.length;
+          session.channel.send(data);
+        },
+      };
+      session.onClose(() => {
+        this.counters.delete(key);
+        this.coap.forgetChannel(key, 'outbound DTLS session closed');
+      });
+      return { ...session, channel: counted };
+    } catch (err) {
+      this.outboundStats.failed += 1;
+      throw err;
+    }
+  }
+
+  private sweepIdle(now = Date.now()): void {
+    this.pool.sweepIdle(now);
+    const bound = new Set(this.registry.all().map((r) => r.channelKey));
+    const idleMs = this.opts.idleTimeout * 1000;
+    for (const [key, { session }] of this.dtlsChannels) {
+      if (!bound.has(key) && now - session.lastActivity >= idleMs) session.close();
+    }
+  }
+
+  /** Sends one LwM2M operation to a registered device. */
+  async request(req: Lwm2mRequest): Promise<Lwm2mResult> {
+    if (this.stopped) throw new Lwm2mRequestError('the LwM2M server is closed', 'closed');
+    if (typeof req.endpoint !== 'string' || req.endpoint === '') {
+      throw new Lwm2mRequestError('missing endpoint: set msg.endpoint (or the node\'s endpoint) to a registered device name', 'bad-input');
+    }
+    const reg = this.registry.byEndpoint(req.endpoint);
+    if (!reg) throw new Lwm2mRequestError(`unknown endpoint "${req.endpoint}": no device with that name is registered`, 'unknown-endpoint');
+    if (req.timeout !== undefined && (!Number.isFinite(req.timeout) || req.timeout <= 0)) {
+      throw new Lwm2mRequestError(`bad timeout ${String(req.timeout)}: a positive number of milliseconds`, 'bad-input');
+    }
+    let op;
+    try {
+      op = prepareOperation(req, reg, this.model);
+    } catch (err) {
+      if (err instanceof Lwm2mInputError) throw new Lwm2mRequestError(err.message, 'bad-input');
+      throw err;
+    }
+
+    let channel: Channel;
+    let entry: PoolEntry | undefined;
+    let reused = false;
+    const usesPool = reg.secure || (this.pool.mode === 'outbound' && this.security.byEndpoint(reg.endpoint) !== undefined);
+    if (usesPool) {
+      try {
+        ({ channel, entry, reused } = await this.pool.channelFor(reg.endpoint));
+      } catch (err) {
+        throw new Lwm2mRequestError(`cannot reach "${reg.endpoint}": ${(err as Error).message}`, 'no-session');
+      }
+    } else {
+      if (!this.coapSocket) throw new Lwm2mRequestError('the plain CoAP port is off', 'transport');
+      channel = udpChannel(this.coapSocket, reg.address, reg.port, (e) => this.socketError(e));
+    }
+
+    const t0 = performance.now();
+    this.requestStats.total += 1;
+    if (channel.secure && reused) this.requestStats.overPooledSession += 1;
+    if (entry) entry.requests += 1;
+    let res: CoapMessage;
+    try {
+      res = await this.coap.request(channel, op.coap, { timeoutMs: req.timeout });
+    } catch (err) {
+      if (err instanceof CoapTimeoutError || /timed? ?out/i.test((err as Error).message)) {
+        this.requestStats.timeouts += 1;
+        throw new Lwm2mRequestError(`no answer from "${reg.endpoint}" to ${op.operation} ${op.pathString}: ${(err as Error).message}`, 'timeout');
+      }
+      throw new Lwm2mRequestError(`${op.operation} ${op.pathString} on "${reg.endpoint}" failed: ${(err as Error).message}`, 'transport');
+    }
+    const rttMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    if (entry) entry.lastUsed = Date.now();
+    if (!res.code.startsWith('2.')) {
+      const diag = res.payload.length > 0 && res.payload.length < 256 ? `: ${res.payload.toString('utf8')}` : '';
+      throw new Lwm2mRequestError(
+        `device "${reg.endpoint}" answered ${res.code} ${CODE_NAMES[res.code] ?? ''} to ${op.operation} ${op.pathString}${diag}`.replace(/\s+:/, ':'),
+        'device-error',
+        res.code,
+      );
+    }
+    let payload: unknown;
+    try {
+      payload = decodeResult(op, res, this.model);
+    } catch (err) {
+      throw new Lwm2mRequestError(`cannot decode the answer of "${reg.endpoint}" to ${op.operation} ${op.pathString}: ${(err as Error).message}`, 'decode', res.code);
+    }
+    return {
+      endpoint: reg.endpoint,
+      path: op.pathString,
+      operation: op.operation,
+      code: res.code,
+      payload,
+      format: res.payload.length > 0 ? formatName(res.contentFormat ?? 0) : undefined,
+      contentFormat: res.contentFormat,
+      rttMs,
+      secure: channel.secure,
+      sessionReused: channel.secure && reused,
+      handshakes: entry?.handshakes ?? 0,
+    };
+  }
+
+  /** Registered devices, as flows see them. */
+  registrations(): RegistrationInfo[] {
+    return this.registry.all().map(registrationInfo);
+  }
+
+  stats(now = Date.now()): Lwm2mStats {
+    const outbound = this.pool.countSessions().outbound;
+    const inbound = this.dtlsChannels.size;
+    return {
+      sessions: { active: inbound + outbound, inbound, outbound },
+      handshakes: {
+        total: this.dtls.stats.handshakes + this.outboundStats.handshakes,
+        failed: this.dtls.stats.handshakesFailed + this.outboundStats.failed,
+      },
+      requests: { ...this.requestStats },
+      registrations: this.registry.size,
+      perSession: this.pool.all().map((e) => {
+        const c = e.channel ? this.counters.get(e.channel.key) : undefined;
+        return {
+          endpoint: e.endpoint, mode: e.mode, address: e.address, port: e.port, identity: e.identity,
+          handshakes: e.handshakes, requests: e.requests, bytesIn: c?.bytesIn ?? 0, bytesOut: c?.bytesOut ?? 0,
+          createdAt: e.createdAt, lastUsed: e.lastUsed, idleMs: now - e.lastUsed, connected: e.channel !== undefined,
+        };
+      }),
+    };
+  }
+}
+
+export function registrationInfo(reg: Registration): RegistrationInfo {
+  return {
+    endpoint: reg.endpoint, registrationId: reg.registrationId, lifetime: reg.lifetime, lwm2mVersion: reg.lwm2mVersion,
+    binding: reg.binding, queueMode: reg.queueMode, objects: [...reg.objects], address: reg.address, port: reg.port,
+    secure: reg.secure, identity: reg.identity, registeredAt: reg.registeredAt, lastSeen: reg.lastSeen,
+  };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import helper from 'node-red-node-test-helper';
+import { SimulatedDevice } from '../src/sim/device';
+import { freeUdpPort, udpPortIsFree, waitFor } from './support/ports';
+
+// The built runtime file, exactly what Node-RED loads (npm test builds first).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const lwm2mNodes = require('../nodes/lwm2m.js');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const catchNode = require('@node-red/nodes/core/common/25-catch.js');
+
+helper.init(require.resolve('node-red'));
+
+const KEY = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+const CREDS = { psk: JSON.stringify([{ endpoint: 'node-dev', identity: 'node-dev-id', key: KEY.toString('hex') }]) };
+
+interface Msg { payload?: unknown; topic?: string; endpoint?: string; code?: string; lwm2m?: Record<string, unknown>; error?: { message: string } }
+
+function flow(coapPort: number, coapsPort: number, extra: Record<string, unknown> = {}): Array<Record<string, unknown>> {
+  return [
+    { id: 'tab', type: 'tab', label: 'lwm2m' },
+    { id: 'srv', type: 'lwm2m-server', z: '', name: 'test server', bind: '127.0.0.1', coapPort, coapsPort, allowNoSec: false, poolMode: 'inbound', idleTimeout: 300, maxSessions: 100, minLifetime: 1, maxLifetime: 86400, ...extra },
+    { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: 'read', endpoint: '', path: '', format: 'auto', timeout: '', wires: [['out']] },
+    { id: 'ev', type: 'lwm2m-events', z: 'tab', server: 'srv', events: 'register,deregister', endpointFilter: 'node-*', wires: [['evOut']] },
+    { id: 'stats', type: 'lwm2m-stats', z: 'tab', server: 'srv', interval: 0, wires: [['statsOut']] },
+    { id: 'catch', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'out', type: 'helper', z: 'tab' },
+    { id: 'evOut', type: 'helper', z: 'tab' },
+    { id: 'statsOut', type: 'helper', z: 'tab' },
+    { id: 'caught', type: 'helper', z: 'tab' },
+  ];
+}
+
+function collect(id: string): Msg[] {
+  const seen: Msg[] = [];
+  helper.getNode(id).on('input', (m: Msg) => seen.push(m));
+  return seen;
+}
+
+describe('Node-RED nodes', function () {
+  let device: SimulatedDevice | undefined;
+  before((done) => helper.startServer(done));
+  after((done) => helper.stopServer(done));
+  afterEach(async () => {
+    await device?.stop();
+    device = undefined;
+    await helper.unload();
+  });
+
+  it('registers a DTLS device, 100 reads through lwm2m-request, stats show 1 handshake and 100 requests', async () => {
+    const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
+    await helper.load([lwm2mNodes, catchNode], flow(coapPort, coapsPort), { srv: CREDS });
+    const out = collect('out');
+    const ev = collect('evOut');
+    const statsOut = collect('statsOut');
+    const caught = collect('caught');
+    device = new SimulatedDevice({ endpoint: 'node-dev', host: '127.0.0.1', port: coapsPort, psk: { identity: 'node-dev-id', key: KEY } });
+    await device.start();
+    await waitFor(() => ev.length === 1, 3000, 'register event');
+    assert.equal(ev[0].topic, 'register');
+    assert.equal(ev[0].endpoint, 'node-dev');
+    assert.equal((ev[0].payload as { secure: boolean }).secure, true);
+
+    const req = helper.getNode('req');
+    for (let i = 0; i < 100; i++) {
+      req.receive({ endpoint: 'node-dev', topic: '/3/0/0', payload: '' });
+      await waitFor(() => out.length === i + 1 || caught.length > 0, 5000, `read ${i + 1}`);
+      assert.equal(caught.length, 0, JSON.stringify(caught[0]?.error));
+    }
+    assert.equal(out.length, 100);
+    for (const m of out) {
+      assert.equal(m.payload, 'Open Mobile Alliance');
+      assert.equal(m.code, '2.05');
+      assert.equal(m.topic, '/3/0/0');
+      assert.equal(m.lwm2m?.secure, true);
+      assert.equal(m.lwm2m?.sessionReused, true);
+      assert.equal(m.lwm2m?.handshakes, 1);
+    }
+    helper.getNode('stats').receive({});
+    await waitFor(() => statsOut.length === 1, 2000, 'stats output');
+    const stats = statsOut[0].payload as { handshakes: { total: number }; requests: { total: number }; perSession: Array<{ endpoint: string; handshakes: number; requests: number }> };
+    assert.equal(stats.handshakes.total, 1);
+    assert.equal(stats.requests.total, 100);
+    const mine = stats.perSession.find((s) => s.endpoint === 'node-dev');
+    assert.equal(mine?.handshakes, 1);
+    assert.equal(mine?.requests, 100);
+  });
+
+  it('sends errors to Catch nodes with a clear message and the original msg', async () => {
+    const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
+    await helper.load([lwm2mNodes, catchNode], flow(coapPort, coapsPort), { srv: CREDS });
+    const caught = collect('caught');
+    helper.getNode('req').receive({ endpoint: 'ghost', topic: '/3/0/0', _marker: 42 } as object);
+    await waitFor(() => caught.length === 1, 3000, 'catch');
+    assert.match(caught[0].error?.message ?? '', /unknown endpoint "ghost"/);
+    assert.equal((caught[0] as { _marker?: number })._marker, 42);
+  });
+
+  it('full and modified-nodes redeploys rebind the same ports; unload frees them', async () => {
+    const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
+    const f = flow(coapPort, coapsPort);
+    await helper.load([lwm2mNodes, catchNode], f, { srv: CREDS });
+    await waitFor(() => !!helper.getNode('srv')?.lwm2m?.ports.coaps, 3000, 'listening');
+    assert.equal(await udpPortIsFree(coapsPort), false);
+
+    for (const type of ['full', 'nodes', 'flows'] as const) {
+      const changed = flow(coapPort, coapsPort, { name: `server after ${type} deploy`, idleTimeout: 301 });
+      await helper.setFlows(changed, type, { srv: CREDS });
+      const srv = helper.getNode('srv');
+      await srv.ready;
+      assert.equal(srv.startError, undefined, `${type} deploy: ${srv.startError?.message}`);
+      assert.equal(srv.lwm2m.ports.coaps, coapsPort);
+      assert.equal(srv.lwm2m.ports.coap, coapPort);
+    }
+    // The new server works: a device registers and is read through the flow.
+    const out = collect('out');
+    device = new SimulatedDevice({ endpoint: 'node-dev', host: '127.0.0.1', port: coapsPort, psk: { identity: 'node-dev-id', key: KEY } });
+    await device.start();
+    helper.getNode('req').receive({ endpoint: 'node-dev', topic: '/3303/0/5700' });
+    await waitFor(() => out.length === 1, 3000, 'read after redeploy');
+    assert.equal(out[0].payload, 21.5);
+    await device.stop();
+    device = undefined;
+
+    await helper.unload();
+    assert.equal(await udpPortIsFree(coapsPort), true);
+    assert.equal(await udpPortIsFree(coapPort), true);
+  });
+
+  it('a port in use shows a red status and does not crash the runtime', async () => {
+    const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
+    const dgram = await import('node:dgram');
+    const blocker = dgram.createSocket('udp4');
+    await new Promise<void>((r) => blocker.bind(coapsPort, '127.0.0.1', () => r()));
+    try {
+      await helper.load([lwm2mNodes, catchNode], flow(coapPort, coapsPort), { srv: CREDS });
+      const srv = helper.getNode('srv');
+      await srv.ready.catch(() => undefined);
+      assert.match(srv.startError?.message ?? '', /already in use/);
+      const caught = collect('caught');
+      helper.getNode('req').receive({ endpoint: 'x', topic: '/3/0/0' });
+      await waitFor(() => caught.length === 1, 2000, 'catch');
+      assert.match(caught[0].error?.message ?? '', /not started.*already in use/);
+    } finally {
+      await new Promise<void>((r) => blocker.close(() => r()));
+    }
+  });
+});
