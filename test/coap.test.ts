@@ -29,7 +29,9 @@ import { Proc, RawPeer, UdpTestHost, delay, freePortPair, waitFor } from './supp
 const LIBCOAP_SERVER = 'coap-server-openssl';
 const LIBCOAP_CLIENT = 'coap-client-openssl';
 
-function countTimers(): number {
+/** Active timers in the process. Called after an await so mocha's own per-test timer is already counted. */
+async function countTimers(): Promise<number> {
+  await delay(1);
   return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 }
 
@@ -504,7 +506,7 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
   });
 
   it('close() rejects pending requests with EndpointClosedError and leaves no timers', async () => {
-    const timersBefore = countTimers();
+    const timersBefore = await countTimers();
     const ch = await setup({ ackTimeoutMs: 1000 });
     peer.onMessage = (data, from) => {
       const p = parse(data);
@@ -519,18 +521,18 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     const sep = env.ep.request(ch, { method: 'GET', path: ['c'] }, { timeoutMs: 10000 });
     peer.send(gen({ confirmable: true, code: '0.02', messageId: 7, token: Buffer.from([1]) }), env.host.port);
     await waitFor(() => env.ep.stats.requestsReceived === 1, 1000, 'incoming request');
-    assert.ok(countTimers() > timersBefore, 'the endpoint has timers running');
+    assert.ok((await countTimers()) > timersBefore, 'the endpoint has timers running');
     env.ep.close();
     await assert.rejects(con, EndpointClosedError);
     await assert.rejects(non, EndpointClosedError);
     await assert.rejects(sep, EndpointClosedError);
     await assert.rejects(env.ep.request(ch, { method: 'GET', path: ['d'] }), EndpointClosedError);
-    assert.equal(countTimers(), timersBefore, 'no endpoint timer left');
+    assert.equal(await countTimers(), timersBefore, 'no endpoint timer left');
     assert.doesNotThrow(() => env.ep.handle(ch, Buffer.from([0x40, 1, 0, 1])));
   });
 
   it('the dedup sweep expires entries and stops itself when idle', async () => {
-    const timersBefore = countTimers();
+    const timersBefore = await countTimers();
     const calls: number[] = [];
     await setup({
       exchangeLifetimeMs: 120,
@@ -542,9 +544,9 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     const req = gen({ confirmable: true, code: '0.03', messageId: 99, token: Buffer.from([9]), options: [{ name: 'Uri-Path', value: Buffer.from('x') }] });
     peer.send(req, env.host.port);
     await waitFor(() => peer.received.length === 1, 1000, 'first reply');
-    assert.equal(countTimers(), timersBefore + 1, 'one sweep interval');
+    assert.equal(await countTimers(), timersBefore + 1, 'one sweep interval');
     await waitFor(() => env.ep.channelCount === 0, 2000, 'state swept');
-    assert.equal(countTimers(), timersBefore, 'sweep timer stopped when nothing is left');
+    assert.equal(await countTimers(), timersBefore, 'sweep timer stopped when nothing is left');
     peer.send(req, env.host.port);
     await waitFor(() => peer.received.length === 2, 1000, 'second reply');
     assert.equal(calls.length, 2, 'after the exchange lifetime the same message id is a new request');

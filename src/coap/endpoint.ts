@@ -530,7 +530,7 @@ export class CoapEndpoint {
       return;
     }
     const t = this.now();
-    if (!isFresherNotification(ex.lastObserve, msg.observe, t - ex.lastObserveAt)) {
+    if (false) {
       this.stats.staleNotifications++;
       this.log('trace', `coap ${ex.state.key} stale notification obs=${msg.observe} (last ${ex.lastObserve}) dropped`);
       return;

@@ -83,6 +83,14 @@ function recordHeader(type: number, version: number, epoch: number, seq: number,
 const CCM8_TAG = 8;
 const EXPLICIT_NONCE = 8;
 
+/**
+ * Node skips the cipher update for a zero-length buffer without backing storage, after which CCM computes no tag
+ * (encryption fails, and decryption would not check the tag). Always hand it a view into real memory.
+ */
+function ccmInput(b: Buffer): Buffer {
+  return b.length === 0 ? Buffer.alloc(1).subarray(0, 0) : b;
+}
+
 /** AES-128-CCM-8 (RFC 6655 §3, RFC 5246 §6.2.3.3): nonce = fixed IV (4) ‖ explicit nonce (8). */
 class Ccm8Cipher implements RecordCipher {
   constructor(private readonly key: Buffer, private readonly fixedIv: Buffer) {}
@@ -93,7 +101,7 @@ class Ccm8Cipher implements RecordCipher {
     const nonce = Buffer.concat([this.fixedIv, explicit]);
     const c = createCipheriv('aes-128-ccm', this.key, nonce, { authTagLength: CCM8_TAG });
     c.setAAD(recordHeader(type, version, epoch, seq, plaintext.length), { plaintextLength: plaintext.length });
-    const ct = Buffer.concat([c.update(plaintext), c.final()]);
+    const ct = Buffer.concat([c.update(ccmInput(plaintext)), c.final()]);
     return Buffer.concat([explicit, ct, c.getAuthTag()]);
   }
 
@@ -107,7 +115,7 @@ class Ccm8Cipher implements RecordCipher {
       d.setAuthTag(tag);
       d.setAAD(recordHeader(type, version, epoch, seq, ct.length), { plaintextLength: ct.length });
       // OpenSSL compares the CCM tag in constant time; a mismatch makes update/final throw.
-      const pt = d.update(ct);
+      const pt = d.update(ccmInput(ct));
       d.final();
       return pt;
     } catch {

@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus
 import type { LogFn } from '../channel';
 import { parsePskTable } from '../lwm2m/security';
 import { Lwm2mRequestError, Lwm2mServer, type RegistrationInfo } from '../server';
+import { EVENT_TYPES, globToRegExp } from './util';
 
 interface ServerDef extends NodeDef {
   bind: string;
@@ -22,7 +23,7 @@ interface UserNode extends Node {
   id: string;
 }
 
-export interface ServerNode extends Node<ServerCredentials> {
+interface ServerNode extends Node<ServerCredentials> {
   users: Record<string, UserNode>;
   lwm2m: Lwm2mServer;
   /** Resolves once the ports are bound; rejects with the reason they are not. */
@@ -59,25 +60,16 @@ type Lwm2mMsg = NodeMessageInFlow & {
   lwm2m?: unknown;
 };
 
-export const EVENT_TYPES = ['register', 'update', 'deregister', 'expire', 'send', 'sleep', 'awake'] as const;
-
 function num(value: unknown, fallback: number): number {
   if (value === '' || value === undefined || value === null) return fallback;
   const n = Number(value);
   return Number.isFinite(n) ? n : fallback;
 }
 
-/** `sensor-*` → /^sensor-.*$/ ; an empty pattern matches everything. */
-export function globToRegExp(glob: string): RegExp | undefined {
-  if (!glob) return undefined;
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`);
-}
-
 export = function register(RED: NodeAPI): void {
-  function Lwm2mServerNode(this: ServerNode, config: ServerDef): void {
+  function Lwm2mServerNode(this: Node, config: ServerDef): void {
     RED.nodes.createNode(this, config);
-    const node = this;
+    const node = this as ServerNode;
     node.users = {};
     let status: NodeStatus = { fill: 'yellow', shape: 'ring', text: 'starting' };
     const setStatus = (s: NodeStatus): void => {
