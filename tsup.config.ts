@@ -1,3 +1,4 @@
+import { cpSync } from 'node:fs';
 import { defineConfig } from 'tsup';
 
 export default defineConfig([
@@ -13,6 +14,10 @@ export default defineConfig([
     sourcemap: false,
     splitting: false,
     dts: false,
+    // Node-RED looks for icons only in an icons/ folder beside the node's .js file.
+    onSuccess: async () => {
+      cpSync('icons', 'nodes/icons', { recursive: true });
+    },
   },
   {
     // The protocol core as a library, usable without Node-RED.

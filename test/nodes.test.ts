@@ -23,7 +23,7 @@ function flow(coapPort: number, coapsPort: number, extra: Record<string, unknown
     { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: 'read', endpoint: '', path: '', format: 'auto', timeout: '', wires: [['out']] },
     { id: 'ev', type: 'lwm2m-events', z: 'tab', server: 'srv', events: 'register,deregister', endpointFilter: 'node-*', wires: [['evOut']] },
     { id: 'stats', type: 'lwm2m-stats', z: 'tab', server: 'srv', interval: 0, wires: [['statsOut']] },
-    { id: 'catch', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'out', type: 'helper', z: 'tab' },
     { id: 'evOut', type: 'helper', z: 'tab' },
     { id: 'statsOut', type: 'helper', z: 'tab' },
@@ -39,8 +39,8 @@ function collect(id: string): Msg[] {
 
 describe('Node-RED nodes', function () {
   let device: SimulatedDevice | undefined;
-  before((done) => helper.startServer(done));
-  after((done) => helper.stopServer(done));
+  before(() => helper.startServer());
+  after(() => helper.stopServer());
   afterEach(async () => {
     await device?.stop();
     device = undefined;

@@ -90,7 +90,7 @@ export interface CoapEndpointOptions {
   separateResponseTimeoutMs?: number;
   /** Wait for a NON request's response when the request has no timeoutMs. Default MAX_TRANSMIT_WAIT (93 s). */
   nonTimeoutMs?: number;
-  /** Token length for new requests, 1..8 bytes, default 8. */
+  /** Token length for new requests, 4..8 bytes, default 8. */
   tokenLength?: number;
   /** Largest datagram this endpoint sends, default 1152 bytes (RFC 7252 §4.6). */
   maxMessageSize?: number;
@@ -162,6 +162,8 @@ interface ChannelState {
   cancelledTokens: Map<string, number>;
   /** Kept (for message id continuity) until this time even when otherwise empty. */
   keepUntil: number;
+  /** Incoming requests whose handler has not answered yet. */
+  handling: number;
 }
 
 /** RFC 7641 §3.4: is notification sequence `v2` (received `elapsedMs` after `v1`) fresher than `v1`? */
@@ -219,8 +221,8 @@ export class CoapEndpoint {
       this.ackTimeoutMs * (Math.pow(2, this.maxRetransmit + 1) - 1) * this.ackRandomFactor;
     this.nonTimeoutMs = positive(opts.nonTimeoutMs, Math.ceil(maxTransmitWait), 'nonTimeoutMs');
     this.tokenLength = opts.tokenLength ?? 8;
-    if (!Number.isInteger(this.tokenLength) || this.tokenLength < 1 || this.tokenLength > 8) {
-      throw new RangeError('tokenLength must be 1..8');
+    if (!Number.isInteger(this.tokenLength) || this.tokenLength < 4 || this.tokenLength > 8) {
+      throw new RangeError('tokenLength must be 4..8');
     }
     this.maxMessageSize = positive(opts.maxMessageSize, 1152, 'maxMessageSize');
     this.maxDedupEntries = positive(opts.maxDedupEntries, 100000, 'maxDedupEntries');
@@ -530,7 +532,7 @@ export class CoapEndpoint {
       return;
     }
     const t = this.now();
-    if (false) {
+    if (!isFresherNotification(ex.lastObserve, msg.observe, t - ex.lastObserveAt)) {
       this.stats.staleNotifications++;
       this.log('trace', `coap ${ex.state.key} stale notification obs=${msg.observe} (last ${ex.lastObserve}) dropped`);
       return;
@@ -556,7 +558,12 @@ export class CoapEndpoint {
     const entry = this.remember(state, msg.messageId);
     this.stats.requestsReceived++;
 
+    let answered = false;
+    state.handling++;
     const reply = (res: CoapResponseInit): void => {
+      if (answered) return;
+      answered = true;
+      state.handling--;
       if (this.closed || this.channels.get(state.key) !== state) return; // forgotten meanwhile
       const bytes = this.encodeResponse(state, msg, res);
       if (entry) entry.reply = bytes;
@@ -753,6 +760,7 @@ export class CoapEndpoint {
         dedup: new Map(),
         cancelledTokens: new Map(),
         keepUntil: 0,
+        handling: 0,
       };
       this.channels.set(channel.key, state);
       this.ensureSweep();
@@ -802,6 +810,7 @@ export class CoapEndpoint {
         state.byMessageId.size === 0 &&
         state.dedup.size === 0 &&
         state.cancelledTokens.size === 0 &&
+        state.handling === 0 &&
         state.keepUntil <= t
       ) {
         this.channels.delete(key);

@@ -3,7 +3,7 @@ import type { LogFn } from '../channel';
 import { CookieJar } from './cookie';
 import {
   DecodeError, type HandshakeFragment, HandshakeType, decodeClientHello, encodeHandshake, encodeHelloVerifyRequest,
-  isComplete, parseHandshakeFragments,
+  isComplete, MessageAssembler, parseHandshakeFragments,
 } from './handshake';
 import { ContentType, DTLS_1_0, type DtlsRecord, encodeRecord, parseDatagram } from './record';
 import {
@@ -151,9 +151,18 @@ export class DtlsServer extends EventEmitter {
       }
       const { address, port } = rinfo;
       const { records, malformed } = parseDatagram(data);
-      if (malformed > 0) this.transport.dropped(address, port, 'malformed record framing');
-      for (const rec of records) {
+      if (malformed > 0 || records.length === 0) this.transport.dropped(address, port, 'malformed record framing');
+      for (let i = 0; i < records.length; i++) {
         if (this.closed) return;
+        const rec = records[i];
+        if (rec.epoch === 0 && rec.type === ContentType.handshake) {
+          const frags = parseHandshakeFragments(rec.fragment);
+          if (frags && frags.length > 0 && frags[0].msgType === HandshakeType.client_hello) {
+            const used = this.onClientHelloRecords(records, i, frags[0], address, port);
+            i += used - 1;
+            continue;
+          }
+        }
         this.routeRecord(rec, address, port);
       }
     } catch (e) {
@@ -163,15 +172,42 @@ export class DtlsServer extends EventEmitter {
     }
   }
 
+  /**
+   * A ClientHello must be handled without per-peer state, so it is only accepted whole, or split into fragments that
+   * all arrive in this one datagram. Returns how many records were consumed.
+   */
+  private onClientHelloRecords(records: DtlsRecord[], index: number, first: HandshakeFragment, address: string,
+      port: number): number {
+    const rec = records[index];
+    if (isComplete(first)) {
+      this.onClientHello(first, rec, address, port, `${address}:${port}`);
+      return 1;
+    }
+    const asm = new MessageAssembler(HandshakeType.client_hello, first.length, first.messageSeq);
+    let used = 0;
+    let consistent = true;
+    for (let j = index; j < records.length && consistent; j++) {
+      const r = records[j];
+      if (r.epoch !== 0 || r.type !== ContentType.handshake) break;
+      const frags = parseHandshakeFragments(r.fragment);
+      if (!frags || frags.some((f) => f.msgType !== HandshakeType.client_hello)) break;
+      for (const f of frags) consistent = asm.add(f) && consistent;
+      used++;
+    }
+    if (!consistent || !asm.complete) {
+      this.transport.dropped(address, port, 'fragmented ClientHello not complete within one datagram');
+      return Math.max(used, 1);
+    }
+    const whole: HandshakeFragment = {
+      msgType: HandshakeType.client_hello, length: first.length, messageSeq: first.messageSeq, fragmentOffset: 0,
+      body: asm.body,
+    };
+    this.onClientHello(whole, rec, address, port, `${address}:${port}`);
+    return used;
+  }
+
   private routeRecord(rec: DtlsRecord, address: string, port: number): void {
     const key = `${address}:${port}`;
-    if (rec.epoch === 0 && rec.type === ContentType.handshake) {
-      const frags = parseHandshakeFragments(rec.fragment);
-      if (frags && frags.length > 0 && frags[0].msgType === HandshakeType.client_hello) {
-        this.onClientHello(frags[0], rec, address, port, key);
-        return;
-      }
-    }
     const hs = this.handshakes.get(key);
     const session = this._sessions.get(key);
     if (rec.epoch === 0) {
@@ -195,10 +231,6 @@ export class DtlsServer extends EventEmitter {
   }
 
   private onClientHello(f: HandshakeFragment, rec: DtlsRecord, address: string, port: number, key: string): void {
-    if (!isComplete(f)) {
-      this.transport.dropped(address, port, 'fragmented ClientHello');
-      return;
-    }
     let hello;
     try {
       hello = decodeClientHello(f.body);

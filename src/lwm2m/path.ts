@@ -41,14 +41,16 @@ function describe(input: unknown): string {
 
 /**
  * Parses `'/3/0/1'`, `'3/0/1'`, `'/3'`, `'/'` (root) and `''` (root). Surrounding white space and one trailing
- * `/` (as in a SenML base name `"/3/0/"`) are accepted. Anything else throws `Lwm2mPathError`.
+ * `/` (as in a SenML base name `"/3/0/"`) are accepted. IDs are canonical decimals (no sign, no leading zero, so
+ * a SenML base name missing its trailing `/`, `"/3/0" + "1"`, is refused instead of read as `/3/1`).
+ * Anything else throws `Lwm2mPathError`.
  */
 export function parsePath(s: string): Lwm2mPath {
   if (typeof s !== 'string') throw new Lwm2mPathError(`LwM2M path must be a string, got ${describe(s)}`);
   let body = s.trim();
   if (body.startsWith('/')) body = body.slice(1);
-  if (body.endsWith('/')) body = body.slice(0, -1);
   if (body === '') return {};
+  if (body.endsWith('/')) body = body.slice(0, -1);
   const parts = body.split('/');
   if (parts.length > 4) {
     throw new Lwm2mPathError(
@@ -61,6 +63,9 @@ export function parsePath(s: string): Lwm2mPath {
     if (part === '') throw new Lwm2mPathError(`bad LwM2M path ${describe(s)}: empty ${what} (double '/')`);
     if (!/^[0-9]+$/.test(part)) {
       throw new Lwm2mPathError(`bad LwM2M path ${describe(s)}: ${what} ${describe(part)} is not a decimal integer`);
+    }
+    if (part.length > 1 && part.startsWith('0')) {
+      throw new Lwm2mPathError(`bad LwM2M path ${describe(s)}: ${what} ${describe(part)} has a leading zero`);
     }
     const n = Number(part);
     if (n > MAX_ID) throw new Lwm2mPathError(`bad LwM2M path ${describe(s)}: ${what} ${part} is out of range 0..${MAX_ID}`);

@@ -7,7 +7,9 @@ import { ContentFormat, decodeContent, encodeContent } from '../lwm2m/content';
 import { ObjectModel } from '../lwm2m/model';
 import { parsePath, type Lwm2mPath } from '../lwm2m/path';
 
-type Value = string | number | boolean | Buffer | Date;
+type Scalar = string | number | boolean | Buffer | Date;
+/** A resource value; an array for a multiple-instance resource (index = resource instance id). */
+type Value = Scalar | Scalar[];
 /** `{ '/3/0': { 0: 'Maker', 1: 'Model' }, '/3303/0': { 5700: 21.5 } }` */
 export type DeviceObjects = Record<string, Record<number, Value>>;
 
@@ -42,7 +44,7 @@ export const DEFAULT_OBJECTS: DeviceObjects = {
     2: 'SIM-0001',
     3: '1.0.0',
     9: 87,
-    11: 0,
+    11: [0],
     13: new Date(1764000000000),
     16: 'U',
   },
@@ -227,7 +229,7 @@ export class SimulatedDevice extends EventEmitter {
     if (path.resourceId !== undefined) {
       const value = instances[0][1].get(path.resourceId);
       if (value === undefined) return { code: '4.04' };
-      const cf = accept ?? (Buffer.isBuffer(value) ? ContentFormat.OPAQUE : ContentFormat.TEXT);
+      const cf = accept ?? (Array.isArray(value) ? ContentFormat.TLV : Buffer.isBuffer(value) ? ContentFormat.OPAQUE : ContentFormat.TEXT);
       return { code: '2.05', contentFormat: cf, payload: encodeContent(cf, path, value, this.model) };
     }
     const values: Record<string, Value> = {};
@@ -254,7 +256,15 @@ export class SimulatedDevice extends EventEmitter {
     const inst = instances[0][1];
     for (const [full, v] of Object.entries(values)) {
       const p = parsePath(full);
-      if (p.resourceId !== undefined) inst.set(p.resourceId, v as Value);
+      if (p.resourceId === undefined) continue;
+      if (p.resourceInstanceId === undefined) {
+        inst.set(p.resourceId, v as Value);
+      } else {
+        const current = inst.get(p.resourceId);
+        const arr = Array.isArray(current) ? current : [];
+        arr[p.resourceInstanceId] = v as Scalar;
+        inst.set(p.resourceId, arr);
+      }
     }
     this.emit('write', path, values);
     return { code: '2.04' };

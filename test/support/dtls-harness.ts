@@ -28,7 +28,6 @@ export async function startHarness(
 ): Promise<Harness> {
   const socket = dgram.createSocket('udp4');
   const logs: string[] = [];
-  // eslint-disable-next-line prefer-const
   let h: Harness;
   const server = new DtlsServer({
     ...opts,
@@ -95,6 +94,8 @@ export function nodeClient(
   });
   const internals = socket as unknown as DtlsSocketInternals;
   const messages: Buffer[] = [];
+  let localPort = 0;
+  internals.udp.once('listening', () => { localPort = (internals.udp.address() as AddressInfo).port; });
   socket.on('message', (m: Buffer) => messages.push(Buffer.from(m)));
   let closedFlag = false;
   const closed = new Promise<void>((resolve) => {
@@ -110,7 +111,7 @@ export function nodeClient(
   const client: NodeClient = {
     socket,
     get localPort(): number {
-      return (internals.udp.address() as AddressInfo).port;
+      return localPort;
     },
     messages,
     connected,

@@ -3,8 +3,9 @@
  * a flow asks to write that do not fit the Resource. The message says what is wrong and where (path, format).
  */
 export class Lwm2mContentError extends Error {
-  constructor(message: string) {
-    super(message);
+  /** `options.cause`: the internal error behind it, when an unexpected failure was turned into this error. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'Lwm2mContentError';
   }
 }
