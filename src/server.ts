@@ -7,10 +7,12 @@ import { CoapEndpoint, CoapTimeoutError, type CoapMessage, type CoapResponseInit
 import { DtlsServer, type DtlsSession } from './dtls';
 import { ObjectModel } from './lwm2m/model';
 import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput } from './lwm2m/operations';
+import { observationKey, ObservationStore, type Observation } from './lwm2m/observations';
+import { MailboxTimeoutError, QueueMode } from './lwm2m/queue';
 import { RegistrationInterface } from './lwm2m/registration';
 import { Registry, type Registration } from './lwm2m/registry';
 import { SecurityStore, type PskEntryInput } from './lwm2m/security';
-import { formatName } from './lwm2m/content';
+import { ContentFormat, decodeContent, formatName } from './lwm2m/content';
 import { OutboundDialler, SessionPool, sessionChannel, udpChannel, type PoolMode, type PoolEntry } from './pool';
 
 export interface Lwm2mServerOptions {
@@ -31,8 +33,10 @@ export interface Lwm2mServerOptions {
   /** Registration lifetime bounds in seconds; defaults 1 and one year. */
   minLifetime?: number;
   maxLifetime?: number;
-  /** Milliseconds between lifetime-expiry checks; default 1000. */
+  /** Milliseconds between lifetime-expiry (and queue-mode sleep) checks; default 1000. */
   expiryCheckInterval?: number;
+  /** Queue mode: seconds a device stays reachable after it last talked; default 93 (CoAP MAX_TRANSMIT_WAIT). */
+  queueAwakeTime?: number;
   psk?: PskEntryInput[];
   coap?: { ackTimeoutMs?: number; ackRandomFactor?: number; maxRetransmit?: number };
   dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number };
@@ -59,8 +63,30 @@ export interface RegistrationInfo {
 
 export interface Lwm2mRequest extends OperationInput {
   endpoint: string;
-  /** Overall limit in milliseconds (CoAP retransmissions stop earlier if they run out first). */
+  /**
+   * Overall limit in milliseconds (CoAP retransmissions stop earlier if they run out first). For a sleeping
+   * queue-mode device it includes the wait in the mailbox (default 300000 there).
+   */
   timeout?: number;
+  /** observe / observe-composite: called for every notification after the first answer. */
+  onNotify?: (n: Lwm2mNotification) => void;
+  /** observe / observe-composite: called once if the observation ends other than by cancel-observe. */
+  onObserveEnd?: (reason: string) => void;
+  /** Who starts the observation (e.g. a node id), for cancelObservationsOf(). */
+  owner?: string;
+}
+
+/** One notification of an observation. */
+export interface Lwm2mNotification {
+  endpoint: string;
+  /** The observed path (composite: the paths joined with ','). */
+  path: string;
+  operation: 'observe' | 'observe-composite';
+  code: string;
+  payload: unknown;
+  format?: string;
+  /** The notification's Observe sequence number. */
+  observe?: number;
 }
 
 export interface Lwm2mResult {
@@ -76,9 +102,14 @@ export interface Lwm2mResult {
   secure: boolean;
   sessionReused: boolean;
   handshakes: number;
+  /** create: the new instance's path from Location-Path, e.g. '/31024/8'. */
+  location?: string;
+  /** observe: the Observe sequence number of the first answer (undefined when the device did not start observing). */
+  observe?: number;
 }
 
-export type Lwm2mErrorKind = 'unknown-endpoint' | 'bad-input' | 'timeout' | 'device-error' | 'no-session' | 'decode' | 'transport' | 'closed';
+export type Lwm2mErrorKind =
+  | 'unknown-endpoint' | 'bad-input' | 'timeout' | 'device-error' | 'no-session' | 'decode' | 'transport' | 'closed' | 'asleep';
 
 export class Lwm2mRequestError extends Error {
   override name = 'Lwm2mRequestError';
@@ -92,6 +123,7 @@ export interface Lwm2mStats {
   handshakes: { total: number; failed: number };
   requests: { total: number; overPooledSession: number; timeouts: number };
   registrations: number;
+  observations: number;
   perSession: Array<{
     endpoint: string; mode: PoolMode; address: string; port: number; identity?: string;
     handshakes: number; requests: number; bytesIn: number; bytesOut: number;
@@ -117,6 +149,8 @@ export class Lwm2mServer extends EventEmitter {
   readonly security = new SecurityStore();
   readonly registry = new Registry();
   readonly model: ObjectModel;
+  readonly observations = new ObservationStore();
+  private readonly queue: QueueMode;
   private readonly opts: Required<Pick<Lwm2mServerOptions, 'bind' | 'coapPort' | 'coapsPort' | 'allowNoSec' | 'poolMode' | 'idleTimeout' | 'idleSweepInterval' | 'maxSessions' | 'minLifetime' | 'maxLifetime' | 'expiryCheckInterval'>> & Lwm2mServerOptions;
   private readonly coap: CoapEndpoint;
   private readonly dtls: DtlsServer;
@@ -143,6 +177,10 @@ export class Lwm2mServer extends EventEmitter {
       expiryCheckInterval: 1000,
       ...stripUndefined(options),
     };
+    this.queue = new QueueMode((options.queueAwakeTime ?? 93) * 1000, {
+      sleep: (endpoint) => this.emitQueueEvent('sleep', endpoint),
+      awake: (endpoint) => this.emitQueueEvent('awake', endpoint),
+    });
     const log = this.opts.log;
     this.model = options.model ?? new ObjectModel();
     if (options.psk) this.security.replaceAll(options.psk);
@@ -216,7 +254,12 @@ export class Lwm2mServer extends EventEmitter {
       await this.stop();
       throw err;
     }
-    this.timers.push(setInterval(() => this.registry.expire(), this.opts.expiryCheckInterval));
+    this.timers.push(
+      setInterval(() => {
+        this.registry.expire();
+        this.queue.sweep();
+      }, this.opts.expiryCheckInterval),
+    );
     this.timers.push(setInterval(() => this.sweepIdle(), this.opts.idleSweepInterval * 1000));
     this.opts.log?.('info', `LwM2M server listening on ${this.opts.bind} coap:${this.ports.coap || 'off'} coaps:${this.ports.coaps || 'off'}`);
     return this.ports;
@@ -253,6 +296,8 @@ export class Lwm2mServer extends EventEmitter {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.queue.close();
+    this.observations.clear();
     this.coap.close();
     this.pool.closeAll();
     this.dtls.close();
@@ -313,10 +358,69 @@ export class Lwm2mServer extends EventEmitter {
   private async onCoapRequest(req: CoapMessage, channel: Channel): Promise<CoapResponseInit> {
     const res = this.registration.handle(req, channel);
     if (res) return res;
+    if (req.path.length === 1 && req.path[0] === 'dp') return this.onSend(req, channel);
     return { code: '4.04', payload: Buffer.from(`no resource /${req.path.join('/')} on this server`) };
   }
 
+  /** The registration a device-initiated request belongs to: same DTLS identity, or same plain UDP peer. */
+  private registrationOf(channel: Channel): Registration | undefined {
+    if (channel.secure) {
+      const entry = channel.identity !== undefined ? this.security.byIdentity(channel.identity) : undefined;
+      const reg = entry ? this.registry.byEndpoint(entry.endpoint) : undefined;
+      return reg && reg.secure && reg.identity === channel.identity ? reg : undefined;
+    }
+    return this.registry.all().find((r) => !r.secure && r.address === channel.address && r.port === channel.port);
+  }
+
+  /** LwM2M 1.1 Send (POST /dp): decoded data keyed by path, as a 'send' event. */
+  private onSend(req: CoapMessage, channel: Channel): CoapResponseInit {
+    if (req.code !== '0.02') return { code: '4.05', payload: Buffer.from('only POST is allowed on /dp') };
+    const reg = this.registrationOf(channel);
+    if (!reg) return { code: '4.03', payload: Buffer.from('Send from a device that is not registered') };
+    const cf = req.contentFormat ?? ContentFormat.SENML_JSON;
+    if (cf !== ContentFormat.SENML_JSON && cf !== ContentFormat.SENML_CBOR && cf !== ContentFormat.LWM2M_CBOR) {
+      return { code: '4.15', payload: Buffer.from(`Send payload must be SenML JSON, SenML CBOR or LwM2M CBOR, not content format ${cf}`) };
+    }
+    let values: Record<string, unknown>;
+    try {
+      values = decodeContent(cf, req.payload, {}, this.model);
+    } catch (err) {
+      this.opts.log?.('debug', `Send from ${reg.endpoint} could not be decoded: ${(err as Error).message}`);
+      return { code: '4.00', payload: Buffer.from(`cannot decode Send payload: ${(err as Error).message}`) };
+    }
+    this.registry.touch(reg);
+    if (reg.queueMode) this.queue.heard(reg.endpoint);
+    this.opts.log?.('debug', `Send from endpoint ${reg.endpoint}: ${Object.keys(values).length} value(s)`);
+    this.emit('send', registrationInfo(reg), values);
+    return { code: '2.04' };
+  }
+
+  private emitQueueEvent(name: 'sleep' | 'awake', endpoint: string): void {
+    const reg = this.registry.byEndpoint(endpoint);
+    if (reg) this.emit(name, registrationInfo(reg));
+  }
+
+  /** Ends observations passively: the device's next notification for them gets RST. */
+  private dropObservations(list: Observation[], reason: string): void {
+    for (const obs of list) {
+      const live = this.dtlsChannels.get(obs.channelKey)?.channel;
+      const ch = live ?? this.pool.get(obs.endpoint)?.channel;
+      if (ch) this.coap.cancelObservation(ch, obs.token);
+      obs.onEnd?.(reason);
+    }
+  }
+
+  /** Cancels (passively) every observation started by `owner`, e.g. when a flow node is removed. */
+  cancelObservationsOf(owner: string): number {
+    const list = this.observations.ofOwner(owner);
+    for (const o of list) this.observations.remove(o);
+    this.dropObservations(list.map((o) => ({ ...o, onEnd: undefined })), 'cancelled');
+    return list.length;
+  }
+
   private onRegister(reg: Registration, replaced?: Registration): void {
+    if (replaced) this.dropObservations(this.observations.removeEndpoint(replaced.endpoint), 're-registered');
+    if (reg.queueMode) this.queue.heard(reg.endpoint);
     // Outbound: the device re-registered (often after a reboot), so its old session is stale; dial afresh.
     if (replaced && this.pool.mode === 'outbound') this.pool.remove(replaced.endpoint);
     try {
@@ -328,6 +432,7 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   private onUpdate(reg: Registration, changed: string[]): void {
+    if (reg.queueMode) this.queue.heard(reg.endpoint);
     if (changed.includes('channelKey')) {
       try {
         this.bindPool(reg, false);
@@ -352,6 +457,8 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   private onGone(reg: Registration, why: 'deregister' | 'expire'): void {
+    this.dropObservations(this.observations.removeEndpoint(reg.endpoint), why === 'expire' ? 'registration expired' : 'de-registered');
+    this.queue.forget(reg.endpoint, `device "${reg.endpoint}" ${why === 'expire' ? 'registration expired' : 'de-registered'} while the request waited`);
     this.pool.remove(reg.endpoint);
     // Free the device's DTLS session too, after the answer to its De-register has gone out.
     const live = this.dtlsChannels.get(reg.channelKey);
@@ -401,7 +508,7 @@ export class Lwm2mServer extends EventEmitter {
     if (typeof req.endpoint !== 'string' || req.endpoint === '') {
       throw new Lwm2mRequestError('missing endpoint: set msg.endpoint (or the node\'s endpoint) to a registered device name', 'bad-input');
     }
-    const reg = this.registry.byEndpoint(req.endpoint);
+    let reg = this.registry.byEndpoint(req.endpoint);
     if (!reg) throw new Lwm2mRequestError(`unknown endpoint "${req.endpoint}": no device with that name is registered`, 'unknown-endpoint');
     if (req.timeout !== undefined && (!Number.isFinite(req.timeout) || req.timeout <= 0)) {
       throw new Lwm2mRequestError(`bad timeout ${String(req.timeout)}: a positive number of milliseconds`, 'bad-input');
@@ -412,6 +519,32 @@ export class Lwm2mServer extends EventEmitter {
     } catch (err) {
       if (err instanceof Lwm2mInputError) throw new Lwm2mRequestError(err.message, 'bad-input');
       throw err;
+    }
+    const cancelling = op.operation === 'cancel-observe' || op.operation === 'cancel-observe-composite';
+    const observing = op.operation === 'observe' || op.operation === 'observe-composite';
+    const key = observationKey(op.composite, op.paths);
+    let cancelled: Observation | undefined;
+    if (cancelling) {
+      cancelled = this.observations.get(reg.endpoint, key);
+      if (!cancelled) throw new Lwm2mRequestError(`no active observation of ${op.pathString} on "${reg.endpoint}" to cancel`, 'bad-input');
+      this.observations.remove(cancelled);
+      op.coap.token = cancelled.token;
+    }
+
+    // Queue mode: wait in the device's mailbox until it talks again.
+    let timeout = req.timeout;
+    if (reg.queueMode && !this.queue.isAwake(reg.endpoint)) {
+      const waitMs = req.timeout ?? 300000;
+      const t0 = Date.now();
+      try {
+        await this.queue.whenAwake(reg.endpoint, waitMs);
+      } catch (err) {
+        const kind = err instanceof MailboxTimeoutError ? 'asleep' : 'closed';
+        throw new Lwm2mRequestError(`${op.operation} ${op.pathString}: ${(err as Error).message}`, kind);
+      }
+      if (req.timeout !== undefined) timeout = Math.max(1, req.timeout - (Date.now() - t0));
+      reg = this.registry.byEndpoint(req.endpoint);
+      if (!reg) throw new Lwm2mRequestError(`device "${req.endpoint}" left while the request waited`, 'unknown-endpoint');
     }
 
     let channel: Channel;
@@ -429,38 +562,59 @@ export class Lwm2mServer extends EventEmitter {
       channel = udpChannel(this.coapSocket, reg.address, reg.port, (e) => this.socketError(e));
     }
 
+    const registration = reg;
+    const prepared = op;
+    let observation: Observation | undefined;
+    const onNotification = observing
+      ? (msg: CoapMessage): void => {
+          if (!observation) return;
+          this.deliverNotification(observation, prepared, msg, req);
+        }
+      : undefined;
+
     const t0 = performance.now();
     this.requestStats.total += 1;
     if (channel.secure && reused) this.requestStats.overPooledSession += 1;
     if (entry) entry.requests += 1;
     let res: CoapMessage;
     try {
-      res = await this.coap.request(channel, op.coap, { timeoutMs: req.timeout });
+      res = await this.coap.request(channel, op.coap, { timeoutMs: timeout, onNotification });
     } catch (err) {
       if (err instanceof CoapTimeoutError || /timed? ?out/i.test((err as Error).message)) {
         this.requestStats.timeouts += 1;
-        throw new Lwm2mRequestError(`no answer from "${reg.endpoint}" to ${op.operation} ${op.pathString}: ${(err as Error).message}`, 'timeout');
+        throw new Lwm2mRequestError(`no answer from "${registration.endpoint}" to ${op.operation} ${op.pathString}: ${(err as Error).message}`, 'timeout');
       }
-      throw new Lwm2mRequestError(`${op.operation} ${op.pathString} on "${reg.endpoint}" failed: ${(err as Error).message}`, 'transport');
+      throw new Lwm2mRequestError(`${op.operation} ${op.pathString} on "${registration.endpoint}" failed: ${(err as Error).message}`, 'transport');
     }
     const rttMs = Math.round((performance.now() - t0) * 1000) / 1000;
     if (entry) entry.lastUsed = Date.now();
+    if (registration.queueMode) this.queue.heard(registration.endpoint);
     if (!res.code.startsWith('2.')) {
+      if (observing) this.coap.cancelObservation(channel, res.token);
       const diag = res.payload.length > 0 && res.payload.length < 256 ? `: ${res.payload.toString('utf8')}` : '';
       throw new Lwm2mRequestError(
-        `device "${reg.endpoint}" answered ${res.code} ${CODE_NAMES[res.code] ?? ''} to ${op.operation} ${op.pathString}${diag}`.replace(/\s+:/, ':'),
+        `device "${registration.endpoint}" answered ${res.code} ${CODE_NAMES[res.code] ?? ''} to ${op.operation} ${op.pathString}${diag}`.replace(/\s+:/, ':'),
         'device-error',
         res.code,
       );
+    }
+    if (cancelled) cancelled.onEnd?.('cancelled');
+    if (observing && res.observe !== undefined) {
+      observation = {
+        endpoint: registration.endpoint, registrationId: registration.registrationId, key, paths: op.paths, composite: op.composite,
+        token: Buffer.from(res.token), channelKey: channel.key, owner: req.owner, createdAt: Date.now(), onEnd: req.onObserveEnd,
+      };
+      const replaced = this.observations.add(observation);
+      if (replaced && !replaced.token.equals(observation.token)) this.dropObservations([replaced], 'replaced by a new observation');
     }
     let payload: unknown;
     try {
       payload = decodeResult(op, res, this.model);
     } catch (err) {
-      throw new Lwm2mRequestError(`cannot decode the answer of "${reg.endpoint}" to ${op.operation} ${op.pathString}: ${(err as Error).message}`, 'decode', res.code);
+      throw new Lwm2mRequestError(`cannot decode the answer of "${registration.endpoint}" to ${op.operation} ${op.pathString}: ${(err as Error).message}`, 'decode', res.code);
     }
     return {
-      endpoint: reg.endpoint,
+      endpoint: registration.endpoint,
       path: op.pathString,
       operation: op.operation,
       code: res.code,
@@ -471,7 +625,42 @@ export class Lwm2mServer extends EventEmitter {
       secure: channel.secure,
       sessionReused: channel.secure && reused,
       handshakes: entry?.handshakes ?? 0,
+      location: res.locationPath.length > 0 ? '/' + res.locationPath.join('/') : undefined,
+      observe: observing ? res.observe : undefined,
     };
+  }
+
+  private deliverNotification(obs: Observation, op: import('./lwm2m/operations').PreparedOperation, msg: CoapMessage, req: Lwm2mRequest): void {
+    const reg = this.registry.byEndpoint(obs.endpoint);
+    if (reg) {
+      this.registry.touch(reg);
+      if (reg.queueMode) this.queue.heard(reg.endpoint);
+    }
+    if (!msg.code.startsWith('2.') || msg.observe === undefined) {
+      // The device ended the observation (error code, or a final response without Observe).
+      if (this.observations.remove(obs)) obs.onEnd?.(`device answered ${msg.code}`);
+      return;
+    }
+    let payload: unknown;
+    try {
+      payload = decodeResult(op, msg, this.model);
+    } catch (err) {
+      this.opts.log?.('warn', `notification from ${obs.endpoint} for ${op.pathString} could not be decoded: ${(err as Error).message}`);
+      return;
+    }
+    try {
+      req.onNotify?.({
+        endpoint: obs.endpoint,
+        path: op.pathString,
+        operation: op.composite ? 'observe-composite' : 'observe',
+        code: msg.code,
+        payload,
+        format: msg.payload.length > 0 ? formatName(msg.contentFormat ?? 0) : undefined,
+        observe: msg.observe,
+      });
+    } catch (err) {
+      this.opts.log?.('warn', `notification handler failed: ${(err as Error).message}`);
+    }
   }
 
   /** Registered devices, as flows see them. */
@@ -490,6 +679,7 @@ export class Lwm2mServer extends EventEmitter {
       },
       requests: { ...this.requestStats },
       registrations: this.registry.size,
+      observations: this.observations.size,
       perSession: this.pool.all().map((e) => {
         const c = e.channel ? this.counters.get(e.channel.key) : undefined;
         return {

@@ -5,16 +5,25 @@ export const HandshakeType = {
   client_hello: 1,
   server_hello: 2,
   hello_verify_request: 3,
+  certificate: 11,
   server_key_exchange: 12,
+  certificate_request: 13,
   server_hello_done: 14,
+  certificate_verify: 15,
   client_key_exchange: 16,
   finished: 20,
 } as const;
 
 export const ExtensionType = {
+  supported_groups: 10,
+  ec_point_formats: 11,
+  signature_algorithms: 13,
+  client_certificate_type: 19,
+  server_certificate_type: 20,
   encrypt_then_mac: 22,
   extended_master_secret: 23,
   session_ticket: 35,
+  connection_id: 54,
   renegotiation_info: 0xff01,
 } as const;
 
@@ -167,6 +176,14 @@ export function encodeServerHello(h: ServerHello): Buffer {
     parts.push(len, body);
   }
   return Buffer.concat(parts);
+}
+
+/** connection_id extension body (RFC 9146 §3): opaque cid<0..2^8-1>. Throws DecodeError. */
+export function decodeConnectionIdExtension(data: Buffer): Buffer {
+  const r = new Reader(data);
+  const cid = r.vec8();
+  if (r.remaining !== 0) throw new DecodeError('trailing bytes in connection_id');
+  return cid;
 }
 
 /** PSK ClientKeyExchange (RFC 4279 §2): opaque psk_identity<0..2^16-1>. Throws DecodeError. */

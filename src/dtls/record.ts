@@ -5,6 +5,8 @@ export const ContentType = {
   alert: 21,
   handshake: 22,
   application_data: 23,
+  /** RFC 9146 §4: a protected record carrying a connection ID; the real type is inside the encrypted payload. */
+  tls12_cid: 25,
 } as const;
 
 export const DTLS_1_0 = 0xfeff;
@@ -22,6 +24,8 @@ export interface DtlsRecord {
   version: number;
   epoch: number;
   seq: number;
+  /** Connection ID of a tls12_cid record (RFC 9146). */
+  cid?: Buffer;
   /** Protected (or, in epoch 0, plain) payload: a view into the datagram. */
   fragment: Buffer;
 }
@@ -39,8 +43,10 @@ function knownType(t: number): boolean {
 /**
  * Splits a datagram into records (§4.1.1: several records may share a datagram, none may span two).
  * A malformed header or a length running past the datagram ends parsing; whatever was framed before is kept.
+ * `cidLength` is the length of the connection IDs this side issues (RFC 9146: the receiver knows it); 0 = tls12_cid
+ * records are not accepted.
  */
-export function parseDatagram(data: Buffer): ParsedDatagram {
+export function parseDatagram(data: Buffer, cidLength = 0): ParsedDatagram {
   const records: DtlsRecord[] = [];
   let malformed = 0;
   let off = 0;
@@ -50,17 +56,25 @@ export function parseDatagram(data: Buffer): ParsedDatagram {
       break;
     }
     const type = data[off];
+    const isCid = type === ContentType.tls12_cid && cidLength > 0;
     const version = data.readUInt16BE(off + 1);
     const epoch = data.readUInt16BE(off + 3);
     const seq = data.readUIntBE(off + 5, 6);
-    const length = data.readUInt16BE(off + 11);
-    const start = off + RECORD_HEADER_LENGTH;
-    if (!knownType(type) || (version !== DTLS_1_2 && version !== DTLS_1_0) || length > MAX_CIPHERTEXT ||
+    const cidLen = isCid ? cidLength : 0;
+    if (data.length - off < RECORD_HEADER_LENGTH + cidLen) {
+      malformed++;
+      break;
+    }
+    const length = data.readUInt16BE(off + 11 + cidLen);
+    const start = off + RECORD_HEADER_LENGTH + cidLen;
+    if ((!knownType(type) && !isCid) || (version !== DTLS_1_2 && version !== DTLS_1_0) || length > MAX_CIPHERTEXT ||
         start + length > data.length) {
       malformed++;
       break;
     }
-    records.push({ type, version, epoch, seq, fragment: data.subarray(start, start + length) });
+    const rec: DtlsRecord = { type, version, epoch, seq, fragment: data.subarray(start, start + length) };
+    if (isCid) rec.cid = data.subarray(off + 11, off + 11 + cidLen);
+    records.push(rec);
     off = start + length;
   }
   return { records, malformed };
@@ -71,12 +85,31 @@ export function writeSeq(buf: Buffer, offset: number, epoch: number, seq: number
   buf.writeUIntBE(seq, offset + 2, 6);
 }
 
-export function encodeRecord(type: number, version: number, epoch: number, seq: number, fragment: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + fragment.length);
+export function encodeRecord(type: number, version: number, epoch: number, seq: number, fragment: Buffer,
+    cid?: Buffer): Buffer {
+  const cidLen = cid ? cid.length : 0;
+  const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + cidLen + fragment.length);
   out[0] = type;
   out.writeUInt16BE(version, 1);
   writeSeq(out, 3, epoch, seq);
-  out.writeUInt16BE(fragment.length, 11);
-  fragment.copy(out, RECORD_HEADER_LENGTH);
+  if (cid) cid.copy(out, 11);
+  out.writeUInt16BE(fragment.length, 11 + cidLen);
+  fragment.copy(out, RECORD_HEADER_LENGTH + cidLen);
   return out;
+}
+
+/** DTLSInnerPlaintext (RFC 9146 §4): content ‖ real type ‖ zero padding. */
+export function encodeInnerPlaintext(type: number, content: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(content.length + 1);
+  content.copy(out, 0);
+  out[content.length] = type;
+  return out;
+}
+
+/** Splits a DTLSInnerPlaintext; undefined when it holds no non-zero type byte. */
+export function decodeInnerPlaintext(inner: Buffer): { type: number; content: Buffer } | undefined {
+  let i = inner.length - 1;
+  while (i >= 0 && inner[i] === 0) i--;
+  if (i < 0) return undefined;
+  return { type: inner[i], content: inner.subarray(0, i) };
 }

@@ -1,35 +1,50 @@
 import { createHash, type Hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AlertDescription, AlertLevel, type AlertName, alertName, encodeAlert } from './alerts';
+import { type AuthType, type CachedSession, type SessionCache } from './cache';
 import {
   type ClientHello, DecodeError, EMPTY_RENEGOTIATION_INFO_SCSV, type Extension, ExtensionType, type HandshakeFragment,
-  HandshakeType, MessageAssembler, decodePskClientKeyExchange, encodeHandshake, encodeServerHello,
-  parseHandshakeFragments,
+  HandshakeType, MessageAssembler, decodeConnectionIdExtension, decodePskClientKeyExchange, encodeHandshake,
+  encodeServerHello, parseHandshakeFragments,
 } from './handshake';
 import { prf } from './prf';
 import { ContentType, DTLS_1_2, type DtlsRecord } from './record';
 import { ReplayWindow } from './replay';
-import { type CipherPair, type CipherSuiteInfo, deriveKeys, serverCiphers } from './suites';
-import { type FlightMessage, type PeerTransport, RecordWriter } from './transport';
+import { type CipherPair, type CipherSuiteInfo, type KeyMaterial, deriveKeys, serverCiphers, suiteByName } from './suites';
+import { type FlightMessage, type PeerTransport, RecordWriter, openRecord } from './transport';
 
 export interface HandshakeOptions {
-  pskLookup: (identity: string) => Buffer | undefined;
+  pskLookup?: (identity: string) => Buffer | undefined;
   suites: readonly CipherSuiteInfo[];
   handshakeTimeoutMs: number;
   retransmitInitialMs: number;
   retransmitMaxMs: number;
+  /** Session-id resumption cache; undefined = no session ids issued. */
+  cache?: SessionCache;
+  /** Returns a fresh, unused connection ID; undefined = connection IDs are not offered. */
+  allocateCid?: () => Buffer;
 }
 
 export interface HandshakeResult {
   address: string;
   port: number;
   identity: string;
+  authType: AuthType;
   suite: CipherSuiteInfo;
+  keys: KeyMaterial;
   ciphers: CipherPair;
   writer: RecordWriter;
   replay: ReplayWindow;
   finalFlight: FlightMessage[];
   clientFinishedSeq: number;
   clientRandom: Buffer;
+  /** True for an abbreviated handshake (session resumption). */
+  resumed: boolean;
+  /** Session id given to the client ('' = none), and the entry to cache under it after a full handshake. */
+  sessionId: Buffer;
+  cacheEntry?: CachedSession;
+  /** Connection IDs (RFC 9146): ours (the client puts it in its records) and the client's; undefined = not negotiated. */
+  readCid?: Buffer;
+  writeCid?: Buffer;
 }
 
 export interface HandshakeFailure {
@@ -47,6 +62,16 @@ export interface HandshakeCallbacks {
 
 type State = 'wait_cke' | 'wait_ccs' | 'wait_finished' | 'done';
 
+/** Everything decided from the ClientHello. */
+interface Negotiated {
+  suite: CipherSuiteInfo;
+  secureRenegotiation: boolean;
+  extendedMasterSecret: boolean;
+  resume?: { sessionId: Buffer; entry: CachedSession };
+  readCid?: Buffer;
+  writeCid?: Buffer;
+}
+
 /** Messages further ahead than this are not buffered. */
 const MAX_AHEAD = 4;
 /** Epoch 1 records arriving before the ChangeCipherSpec are kept (reordering), up to this many. */
@@ -60,6 +85,11 @@ const VERIFY_DATA_LENGTH = 12;
  *                         <--  ServerHello, ServerHelloDone          (flight 4, retransmitted on timer)
  *   ClientKeyExchange, [ChangeCipherSpec], Finished  -->
  *                         <--  [ChangeCipherSpec], Finished           (flight 6, re-sent by the session)
+ *
+ * Abbreviated (session resumption, RFC 5246 §7.3):
+ *   ClientHello (cookie, session_id)  -->
+ *                         <--  ServerHello, [ChangeCipherSpec], Finished (retransmitted on timer)
+ *   [ChangeCipherSpec], Finished  -->
  */
 export class ServerHandshake {
   readonly startedAt = Date.now();
@@ -84,6 +114,14 @@ export class ServerHandshake {
   private readonly replay1 = new ReplayWindow();
   private early: DtlsRecord[] = [];
   private finished = false;
+  private authType: AuthType = 'psk';
+  private keys: KeyMaterial | undefined;
+  private readonly resume: Negotiated['resume'];
+  private readonly sessionId: Buffer;
+  readonly readCid: Buffer | undefined;
+  private readonly writeCid: Buffer | undefined;
+  /** True while our last flight is unanswered: it is retransmitted on timer and on a repeated ClientHello. */
+  private awaitingPeer = true;
 
   private constructor(
     readonly address: string,
@@ -92,19 +130,23 @@ export class ServerHandshake {
     helloMessage: Buffer,
     helloSeq: number,
     helloRecordSeq: number,
-    suite: CipherSuiteInfo,
+    n: Negotiated,
     private readonly opts: HandshakeOptions,
     private readonly transport: PeerTransport,
     private readonly callbacks: HandshakeCallbacks,
   ) {
     this.clientRandom = Buffer.from(hello.random);
-    this.suite = suite;
+    this.suite = n.suite;
     this.helloSeq = helloSeq;
     this.nextReceiveSeq = helloSeq + 1;
     this.nextSendSeq = helloSeq;
     // Continue the epoch 0 record sequence above the one the HelloVerifyRequest echoed.
     this.writer = new RecordWriter(helloRecordSeq);
-    this.extendedMasterSecret = hello.extensions.some((e) => e.type === ExtensionType.extended_master_secret);
+    this.extendedMasterSecret = n.extendedMasterSecret;
+    this.resume = n.resume;
+    this.readCid = n.readCid;
+    this.writeCid = n.writeCid;
+    this.sessionId = n.resume ? n.resume.sessionId : (opts.cache ? randomBytes(32) : Buffer.alloc(0));
     this.retransmitMs = opts.retransmitInitialMs;
     this.transcript.update(helloMessage);
   }
@@ -131,18 +173,67 @@ export class ServerHandshake {
     // DTLS version numbers count down: 1.2 = 0xfefd < 1.0 = 0xfeff.
     if (hello.clientVersion > DTLS_1_2) return refuse('protocol_version', 'client does not offer DTLS 1.2');
     if (!hello.compressionMethods.includes(0)) return refuse('handshake_failure', 'client does not offer null compression');
-    const suite = opts.suites.find((s) => hello.cipherSuites.includes(s.id));
-    if (!suite) return refuse('handshake_failure', 'no cipher suite in common');
     const reneg = hello.extensions.find((e) => e.type === ExtensionType.renegotiation_info);
     // RFC 5746 §3.6: on an initial handshake renegotiated_connection must be empty.
     if (reneg && !(reneg.data.length === 1 && reneg.data[0] === 0)) {
       return refuse('handshake_failure', 'non-empty renegotiation_info on an initial handshake');
     }
     const secureRenegotiation = !!reneg || hello.cipherSuites.includes(EMPTY_RENEGOTIATION_INFO_SCSV);
-    const h = new ServerHandshake(address, port, hello, helloMessage, helloSeq, helloRecordSeq, suite, opts, transport,
-      callbacks);
+    const extendedMasterSecret = hello.extensions.some((e) => e.type === ExtensionType.extended_master_secret);
+    let readCid: Buffer | undefined;
+    let writeCid: Buffer | undefined;
+    const cidExt = hello.extensions.find((e) => e.type === ExtensionType.connection_id);
+    if (cidExt && opts.allocateCid) {
+      try {
+        writeCid = Buffer.from(decodeConnectionIdExtension(cidExt.data));
+      } catch {
+        return refuse('decode_error', 'malformed connection_id extension');
+      }
+      readCid = opts.allocateCid();
+    }
+    const resume = ServerHandshake.findResumable(hello, extendedMasterSecret, opts);
+    if (resume === 'abort') {
+      // RFC 7627 §5.3: the original session used the extended master secret, this hello does not offer it.
+      return refuse('handshake_failure', 'resumption without extended_master_secret of a session that used it');
+    }
+    let suite: CipherSuiteInfo | undefined;
+    if (resume) suite = suiteByName(resume.entry.suite);
+    else suite = opts.suites.find((s) => hello.cipherSuites.includes(s.id) && ServerHandshake.usable(s, opts));
+    if (!suite) return refuse('handshake_failure', 'no cipher suite in common');
+    const h = new ServerHandshake(address, port, hello, helloMessage, helloSeq, helloRecordSeq,
+      { suite, secureRenegotiation, extendedMasterSecret, resume, readCid, writeCid }, opts, transport, callbacks);
     h.begin(secureRenegotiation);
     return h;
+  }
+
+  /** Whether a suite can be negotiated with what the server is configured with. */
+  private static usable(s: CipherSuiteInfo, opts: HandshakeOptions): boolean {
+    return s.keyExchange === 'psk' ? !!opts.pskLookup : false;
+  }
+
+  /**
+   * A cached session the ClientHello asks to resume, if it may be: not expired, its suite still enabled and offered,
+   * its credentials still valid. 'abort' when the extended master secret rule forbids both resumption and a fallback.
+   */
+  private static findResumable(hello: ClientHello, ems: boolean, opts: HandshakeOptions):
+      { sessionId: Buffer; entry: CachedSession } | 'abort' | undefined {
+    const entry = opts.cache?.get(hello.sessionId);
+    if (!entry) return undefined;
+    if (entry.extendedMasterSecret && !ems) return 'abort';
+    // RFC 7627 §5.3: a session without it is not resumed by a client that now offers it: full handshake.
+    if (!entry.extendedMasterSecret && ems) return undefined;
+    const suite = suiteByName(entry.suite);
+    if (!suite || !opts.suites.includes(suite) || !hello.cipherSuites.includes(suite.id)) return undefined;
+    if (entry.authType === 'psk') {
+      let psk: Buffer | undefined;
+      try {
+        psk = opts.pskLookup?.(entry.identity);
+      } catch {
+        psk = undefined;
+      }
+      if (!psk || psk.length === 0) return undefined;
+    }
+    return { sessionId: Buffer.from(hello.sessionId), entry };
   }
 
   get key(): string {
@@ -162,21 +253,27 @@ export class ServerHandshake {
     const extensions: Extension[] = [];
     if (secureRenegotiation) extensions.push({ type: ExtensionType.renegotiation_info, data: Buffer.from([0]) });
     if (this.extendedMasterSecret) extensions.push({ type: ExtensionType.extended_master_secret, data: Buffer.alloc(0) });
-    // No session id: sessions are not cached for resumption. encrypt_then_mac and session tickets are not echoed.
+    if (this.readCid) {
+      extensions.push({ type: ExtensionType.connection_id, data: Buffer.concat([Buffer.from([this.readCid.length]), this.readCid]) });
+    }
+    // encrypt_then_mac and session tickets are not echoed.
     const serverHello = encodeHandshake(HandshakeType.server_hello, this.nextSendSeq++, encodeServerHello({
-      serverVersion: DTLS_1_2, random: this.serverRandom, sessionId: Buffer.alloc(0), cipherSuite: this.suite.id,
+      serverVersion: DTLS_1_2, random: this.serverRandom, sessionId: this.sessionId, cipherSuite: this.suite.id,
       extensions,
     }));
-    // RFC 4279 §2: no ServerKeyExchange without an identity hint.
-    const done = encodeHandshake(HandshakeType.server_hello_done, this.nextSendSeq++, Buffer.alloc(0));
     this.transcript.update(serverHello);
-    this.transcript.update(done);
-    this.flight = [
-      { type: ContentType.handshake, epoch: 0, payload: serverHello },
-      { type: ContentType.handshake, epoch: 0, payload: done },
-    ];
+    this.flight = [{ type: ContentType.handshake, epoch: 0, payload: serverHello }];
+    if (this.resume) {
+      this.beginAbbreviated(this.resume.entry);
+    } else {
+      // RFC 4279 §2: no ServerKeyExchange without an identity hint.
+      const done = encodeHandshake(HandshakeType.server_hello_done, this.nextSendSeq++, Buffer.alloc(0));
+      this.transcript.update(done);
+      this.flight.push({ type: ContentType.handshake, epoch: 0, payload: done });
+    }
     this.transport.log('debug', `DTLS handshake with ${this.key}: ServerHello ${this.suite.name}` +
-      `${this.extendedMasterSecret ? ', extended master secret' : ''}`);
+      `${this.extendedMasterSecret ? ', extended master secret' : ''}${this.resume ? ', resuming session' : ''}` +
+      `${this.readCid ? ', connection ID' : ''}`);
     this.sendFlight();
     this.armRetransmit();
     this.timeoutTimer = setTimeout(() => {
@@ -194,7 +291,7 @@ export class ServerHandshake {
     this.clearRetransmit();
     this.retransmitTimer = setTimeout(() => {
       this.retransmitTimer = undefined;
-      if (this.state !== 'wait_cke') return;
+      if (!this.awaitingPeer) return;
       this.transport.log('debug', `DTLS handshake with ${this.key}: retransmitting flight after ${this.retransmitMs} ms`);
       this.sendFlight();
       this.retransmitMs = Math.min(this.retransmitMs * 2, this.opts.retransmitMaxMs);
@@ -221,7 +318,7 @@ export class ServerHandshake {
 
   /** The client sent its cookie ClientHello again: our flight was lost, send it again (RFC 6347 §4.2.4). */
   onRetransmittedHello(): void {
-    if (this.state === 'wait_cke') {
+    if (this.awaitingPeer && !this.finished) {
       this.sendFlight();
       this.armRetransmit();
     }

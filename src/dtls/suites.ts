@@ -2,29 +2,55 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
 import { prf } from './prf';
 import { writeSeq } from './record';
 
-export type CipherSuiteName = 'TLS_PSK_WITH_AES_128_CCM_8' | 'TLS_PSK_WITH_AES_128_CBC_SHA256';
+export type CipherSuiteName =
+  | 'TLS_PSK_WITH_AES_128_CCM_8'
+  | 'TLS_PSK_WITH_AES_128_CCM'
+  | 'TLS_PSK_WITH_AES_128_GCM_SHA256'
+  | 'TLS_PSK_WITH_AES_128_CBC_SHA256'
+  | 'TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8'
+  | 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256';
+
+export type CipherKind = 'ccm8' | 'ccm' | 'gcm' | 'cbc-sha256';
+export type KeyExchange = 'psk' | 'ecdhe_ecdsa';
 
 export interface CipherSuiteInfo {
   id: number;
   name: CipherSuiteName;
-  kind: 'ccm8' | 'cbc-sha256';
+  kind: CipherKind;
+  keyExchange: KeyExchange;
   macKeyLength: number;
   encKeyLength: number;
   fixedIvLength: number;
 }
 
-/** RFC 6655 §4 (CCM_8) and RFC 5487 §3.2 (CBC_SHA256); both use the SHA-256 PRF. */
+function suite(id: number, name: CipherSuiteName, kind: CipherKind, keyExchange: KeyExchange): CipherSuiteInfo {
+  const cbc = kind === 'cbc-sha256';
+  return { id, name, kind, keyExchange, macKeyLength: cbc ? 32 : 0, encKeyLength: 16, fixedIvLength: cbc ? 0 : 4 };
+}
+
+/**
+ * RFC 6655 §4 (CCM, CCM_8), RFC 5487 §3 (GCM_SHA256, CBC_SHA256), RFC 7251 §2 and RFC 5289 §3.2 (ECDHE_ECDSA).
+ * All use the SHA-256 PRF.
+ */
 export const CIPHER_SUITES: Readonly<Record<CipherSuiteName, CipherSuiteInfo>> = {
-  TLS_PSK_WITH_AES_128_CCM_8: {
-    id: 0xc0a8, name: 'TLS_PSK_WITH_AES_128_CCM_8', kind: 'ccm8', macKeyLength: 0, encKeyLength: 16, fixedIvLength: 4,
-  },
-  TLS_PSK_WITH_AES_128_CBC_SHA256: {
-    id: 0x00ae, name: 'TLS_PSK_WITH_AES_128_CBC_SHA256', kind: 'cbc-sha256', macKeyLength: 32, encKeyLength: 16,
-    fixedIvLength: 0,
-  },
+  TLS_PSK_WITH_AES_128_CCM_8: suite(0xc0a8, 'TLS_PSK_WITH_AES_128_CCM_8', 'ccm8', 'psk'),
+  TLS_PSK_WITH_AES_128_CCM: suite(0xc0a4, 'TLS_PSK_WITH_AES_128_CCM', 'ccm', 'psk'),
+  TLS_PSK_WITH_AES_128_GCM_SHA256: suite(0x00a8, 'TLS_PSK_WITH_AES_128_GCM_SHA256', 'gcm', 'psk'),
+  TLS_PSK_WITH_AES_128_CBC_SHA256: suite(0x00ae, 'TLS_PSK_WITH_AES_128_CBC_SHA256', 'cbc-sha256', 'psk'),
+  TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8: suite(0xc0ae, 'TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8', 'ccm8', 'ecdhe_ecdsa'),
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: suite(0xc02b, 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'gcm', 'ecdhe_ecdsa'),
 };
 
-export const DEFAULT_SUITES: CipherSuiteName[] = ['TLS_PSK_WITH_AES_128_CCM_8', 'TLS_PSK_WITH_AES_128_CBC_SHA256'];
+/** Default PSK suites, in server preference order (CCM_8 first: the LwM2M mandatory suite). */
+export const DEFAULT_PSK_SUITES: CipherSuiteName[] = [
+  'TLS_PSK_WITH_AES_128_CCM_8', 'TLS_PSK_WITH_AES_128_CCM', 'TLS_PSK_WITH_AES_128_GCM_SHA256',
+  'TLS_PSK_WITH_AES_128_CBC_SHA256',
+];
+/** Default certificate suites, used when a server key is configured. */
+export const DEFAULT_CERT_SUITES: CipherSuiteName[] = [
+  'TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8', 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256',
+];
+export const DEFAULT_SUITES: CipherSuiteName[] = [...DEFAULT_PSK_SUITES];
 
 export function suiteByName(name: string): CipherSuiteInfo | undefined {
   return Object.prototype.hasOwnProperty.call(CIPHER_SUITES, name)
@@ -65,59 +91,103 @@ export function deriveKeys(suite: CipherSuiteInfo, master: Buffer, clientRandom:
 
 /** One direction of record protection. */
 export interface RecordCipher {
-  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer): Buffer;
+  /**
+   * Protects one record. With `cid` (RFC 9146) `type` must be tls12_cid (25), `plaintext` is the
+   * DTLSInnerPlaintext and the additional data follows RFC 9146 §5.
+   */
+  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer;
   /** Returns the plaintext, or undefined when the record does not authenticate. Never throws. */
-  decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer): Buffer | undefined;
+  decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined;
 }
 
-/** seq_num(8) ‖ type ‖ version ‖ length: the AEAD additional data and the CBC MAC header (RFC 5246 §6.2.3). */
-function recordHeader(type: number, version: number, epoch: number, seq: number, length: number): Buffer {
-  const h = Buffer.allocUnsafe(13);
-  writeSeq(h, 0, epoch, seq);
-  h[8] = type;
-  h.writeUInt16BE(version, 9);
-  h.writeUInt16BE(length, 11);
+const TLS12_CID = 25;
+
+/**
+ * The AEAD additional data and the CBC MAC header:
+ *   without CID (RFC 5246 §6.2.3): seq_num(8) ‖ type ‖ version ‖ length
+ *   with CID (RFC 9146 §5): 8 × 0xff ‖ tls12_cid ‖ cid_length ‖ tls12_cid ‖ version ‖ epoch ‖ seq ‖ cid ‖ length
+ */
+export function additionalData(type: number, version: number, epoch: number, seq: number, length: number,
+    cid?: Buffer): Buffer {
+  if (!cid) {
+    const h = Buffer.allocUnsafe(13);
+    writeSeq(h, 0, epoch, seq);
+    h[8] = type;
+    h.writeUInt16BE(version, 9);
+    h.writeUInt16BE(length, 11);
+    return h;
+  }
+  const h = Buffer.allocUnsafe(23 + cid.length);
+  h.fill(0xff, 0, 8);
+  h[8] = TLS12_CID;
+  h[9] = cid.length;
+  h[10] = TLS12_CID;
+  h.writeUInt16BE(version, 11);
+  writeSeq(h, 13, epoch, seq);
+  cid.copy(h, 21);
+  h.writeUInt16BE(length, 21 + cid.length);
   return h;
 }
 
-const CCM8_TAG = 8;
 const EXPLICIT_NONCE = 8;
 
 /**
  * Node skips the cipher update for a zero-length buffer without backing storage, after which CCM computes no tag
  * (encryption fails, and decryption would not check the tag). Always hand it a view into real memory.
  */
-function ccmInput(b: Buffer): Buffer {
+function aeadInput(b: Buffer): Buffer {
   return b.length === 0 ? Buffer.alloc(1).subarray(0, 0) : b;
 }
 
-/** AES-128-CCM-8 (RFC 6655 §3, RFC 5246 §6.2.3.3): nonce = fixed IV (4) ‖ explicit nonce (8). */
-class Ccm8Cipher implements RecordCipher {
-  constructor(private readonly key: Buffer, private readonly fixedIv: Buffer) {}
+/**
+ * AES-128-CCM (RFC 6655 §3, tag 16 or 8) and AES-128-GCM (RFC 5288 §3, tag 16), RFC 5246 §6.2.3.3:
+ * nonce = fixed IV (4) ‖ explicit nonce (8); the explicit nonce is the record's epoch and sequence number.
+ */
+class AeadCipher implements RecordCipher {
+  constructor(private readonly algorithm: 'aes-128-ccm' | 'aes-128-gcm', private readonly key: Buffer,
+      private readonly fixedIv: Buffer, private readonly tagLength: number) {}
 
-  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer): Buffer {
+  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer {
     const explicit = Buffer.allocUnsafe(EXPLICIT_NONCE);
     writeSeq(explicit, 0, epoch, seq);
     const nonce = Buffer.concat([this.fixedIv, explicit]);
-    const c = createCipheriv('aes-128-ccm', this.key, nonce, { authTagLength: CCM8_TAG });
-    c.setAAD(recordHeader(type, version, epoch, seq, plaintext.length), { plaintextLength: plaintext.length });
-    const ct = Buffer.concat([c.update(ccmInput(plaintext)), c.final()]);
-    return Buffer.concat([explicit, ct, c.getAuthTag()]);
+    const aad = additionalData(type, version, epoch, seq, plaintext.length, cid);
+    let ct: Buffer;
+    let tag: Buffer;
+    if (this.algorithm === 'aes-128-ccm') {
+      const c = createCipheriv('aes-128-ccm', this.key, nonce, { authTagLength: this.tagLength });
+      c.setAAD(aad, { plaintextLength: plaintext.length });
+      ct = Buffer.concat([c.update(aeadInput(plaintext)), c.final()]);
+      tag = c.getAuthTag();
+    } else {
+      const c = createCipheriv('aes-128-gcm', this.key, nonce, { authTagLength: this.tagLength });
+      c.setAAD(aad);
+      ct = Buffer.concat([c.update(plaintext), c.final()]);
+      tag = c.getAuthTag();
+    }
+    return Buffer.concat([explicit, ct, tag]);
   }
 
-  decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer): Buffer | undefined {
-    if (fragment.length < EXPLICIT_NONCE + CCM8_TAG) return undefined;
+  decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined {
+    if (fragment.length < EXPLICIT_NONCE + this.tagLength) return undefined;
     const nonce = Buffer.concat([this.fixedIv, fragment.subarray(0, EXPLICIT_NONCE)]);
-    const ct = fragment.subarray(EXPLICIT_NONCE, fragment.length - CCM8_TAG);
-    const tag = fragment.subarray(fragment.length - CCM8_TAG);
+    const ct = fragment.subarray(EXPLICIT_NONCE, fragment.length - this.tagLength);
+    const tag = fragment.subarray(fragment.length - this.tagLength);
+    const aad = additionalData(type, version, epoch, seq, ct.length, cid);
     try {
-      const d = createDecipheriv('aes-128-ccm', this.key, nonce, { authTagLength: CCM8_TAG });
+      // OpenSSL compares the tag in constant time; a mismatch makes final (CCM: update) throw.
+      if (this.algorithm === 'aes-128-ccm') {
+        const d = createDecipheriv('aes-128-ccm', this.key, nonce, { authTagLength: this.tagLength });
+        d.setAuthTag(tag);
+        d.setAAD(aad, { plaintextLength: ct.length });
+        const pt = d.update(aeadInput(ct));
+        d.final();
+        return pt;
+      }
+      const d = createDecipheriv('aes-128-gcm', this.key, nonce, { authTagLength: this.tagLength });
       d.setAuthTag(tag);
-      d.setAAD(recordHeader(type, version, epoch, seq, ct.length), { plaintextLength: ct.length });
-      // OpenSSL compares the CCM tag in constant time; a mismatch makes update/final throw.
-      const pt = d.update(ccmInput(ct));
-      d.final();
-      return pt;
+      d.setAAD(aad);
+      return Buffer.concat([d.update(ct), d.final()]);
     } catch {
       return undefined;
     }
@@ -135,15 +205,15 @@ const MAC_LEN = 32;
 class CbcSha256Cipher implements RecordCipher {
   constructor(private readonly key: Buffer, private readonly macKey: Buffer) {}
 
-  private mac(type: number, version: number, epoch: number, seq: number, content: Buffer): Buffer {
+  private mac(type: number, version: number, epoch: number, seq: number, content: Buffer, cid?: Buffer): Buffer {
     return createHmac('sha256', this.macKey)
-      .update(recordHeader(type, version, epoch, seq, content.length))
+      .update(additionalData(type, version, epoch, seq, content.length, cid))
       .update(content)
       .digest();
   }
 
-  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer): Buffer {
-    const mac = this.mac(type, version, epoch, seq, plaintext);
+  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer {
+    const mac = this.mac(type, version, epoch, seq, plaintext, cid);
     const padLen = (BLOCK - ((plaintext.length + MAC_LEN + 1) % BLOCK)) % BLOCK;
     const padding = Buffer.alloc(padLen + 1, padLen);
     const iv = randomBytes(BLOCK);
@@ -152,7 +222,7 @@ class CbcSha256Cipher implements RecordCipher {
     return Buffer.concat([iv, c.update(Buffer.concat([plaintext, mac, padding])), c.final()]);
   }
 
-  decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer): Buffer | undefined {
+  decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined {
     // Length checks use public information only.
     if (fragment.length < BLOCK + 3 * BLOCK || fragment.length % BLOCK !== 0) return undefined;
     let p: Buffer;
@@ -176,7 +246,7 @@ class CbcSha256Cipher implements RecordCipher {
     const goodMask = bad - 1; // 0 when bad, all ones when good
     const pl = padLen & goodMask; // treat bad padding as zero-length padding (RFC 5246 §6.2.3.2)
     const contentLen = n - MAC_LEN - 1 - pl;
-    const expected = this.mac(type, version, epoch, seq, p.subarray(0, contentLen));
+    const expected = this.mac(type, version, epoch, seq, p.subarray(0, contentLen), cid);
     // Hash the bytes the padding removed too, so the MAC work does not depend on the padding length.
     createHmac('sha256', this.macKey).update(p.subarray(0, pl)).digest();
     const macOk = timingSafeEqual(expected, p.subarray(contentLen, contentLen + MAC_LEN)) ? 1 : 0;
@@ -187,24 +257,27 @@ class CbcSha256Cipher implements RecordCipher {
 
 export interface CipherPair { read: RecordCipher; write: RecordCipher }
 
+function makeCipher(suite: CipherSuiteInfo, key: Buffer, iv: Buffer, macKey: Buffer): RecordCipher {
+  switch (suite.kind) {
+    case 'ccm8': return new AeadCipher('aes-128-ccm', key, iv, 8);
+    case 'ccm': return new AeadCipher('aes-128-ccm', key, iv, 16);
+    case 'gcm': return new AeadCipher('aes-128-gcm', key, iv, 16);
+    default: return new CbcSha256Cipher(key, macKey);
+  }
+}
+
 /** Server side: read with the client write keys, write with the server write keys. */
 export function serverCiphers(suite: CipherSuiteInfo, keys: KeyMaterial): CipherPair {
-  if (suite.kind === 'ccm8') {
-    return { read: new Ccm8Cipher(keys.clientKey, keys.clientIv), write: new Ccm8Cipher(keys.serverKey, keys.serverIv) };
-  }
   return {
-    read: new CbcSha256Cipher(keys.clientKey, keys.clientMacKey),
-    write: new CbcSha256Cipher(keys.serverKey, keys.serverMacKey),
+    read: makeCipher(suite, keys.clientKey, keys.clientIv, keys.clientMacKey),
+    write: makeCipher(suite, keys.serverKey, keys.serverIv, keys.serverMacKey),
   };
 }
 
 /** Client side, used by tests and by anything dialling out with these suites. */
 export function clientCiphers(suite: CipherSuiteInfo, keys: KeyMaterial): CipherPair {
-  if (suite.kind === 'ccm8') {
-    return { read: new Ccm8Cipher(keys.serverKey, keys.serverIv), write: new Ccm8Cipher(keys.clientKey, keys.clientIv) };
-  }
   return {
-    read: new CbcSha256Cipher(keys.serverKey, keys.serverMacKey),
-    write: new CbcSha256Cipher(keys.clientKey, keys.clientMacKey),
+    read: makeCipher(suite, keys.serverKey, keys.serverIv, keys.serverMacKey),
+    write: makeCipher(suite, keys.clientKey, keys.clientIv, keys.clientMacKey),
   };
 }

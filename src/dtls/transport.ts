@@ -1,5 +1,5 @@
 import type { LogFn } from '../channel';
-import { ContentType, DTLS_1_2, MAX_SEQUENCE, encodeRecord } from './record';
+import { ContentType, DTLS_1_2, type DtlsRecord, MAX_SEQUENCE, decodeInnerPlaintext, encodeInnerPlaintext, encodeRecord } from './record';
 import type { RecordCipher } from './suites';
 
 /** What the per-peer state machines need from the server that owns them. */
@@ -24,6 +24,8 @@ export class RecordWriter {
   epoch0Seq: number;
   epoch1Seq = 0;
   cipher: RecordCipher | undefined;
+  /** The peer's connection ID (RFC 9146): when non-empty, epoch 1 records go out as tls12_cid carrying it. */
+  writeCid: Buffer | undefined;
 
   constructor(initialEpoch0Seq = 0) {
     this.epoch0Seq = initialEpoch0Seq;
@@ -37,6 +39,12 @@ export class RecordWriter {
     }
     if (!this.cipher || this.epoch1Seq > MAX_SEQUENCE) return undefined;
     const seq = this.epoch1Seq++;
+    const cid = this.writeCid;
+    if (cid && cid.length > 0) {
+      const inner = encodeInnerPlaintext(type, payload);
+      return encodeRecord(ContentType.tls12_cid, DTLS_1_2, 1, seq,
+        this.cipher.encrypt(ContentType.tls12_cid, DTLS_1_2, 1, seq, inner, cid), cid);
+    }
     return encodeRecord(type, DTLS_1_2, 1, seq, this.cipher.encrypt(type, DTLS_1_2, 1, seq, payload));
   }
 
@@ -52,3 +60,24 @@ export class RecordWriter {
 }
 
 export { ContentType };
+
+/**
+ * Removes the protection of one epoch 1 record. With a read connection ID negotiated, only tls12_cid records carrying
+ * exactly that CID are accepted (RFC 9146 §3) and the real content type comes out of the DTLSInnerPlaintext;
+ * without one, tls12_cid records are refused. Returns undefined when the record does not authenticate.
+ */
+export function openRecord(cipher: RecordCipher, rec: DtlsRecord, readCid: Buffer | undefined):
+    { type: number; plain: Buffer } | undefined {
+  const cidMode = !!readCid && readCid.length > 0;
+  if (rec.type === ContentType.tls12_cid) {
+    if (!cidMode || !rec.cid || !rec.cid.equals(readCid)) return undefined;
+    const inner = cipher.decrypt(rec.type, rec.version, rec.epoch, rec.seq, rec.fragment, rec.cid);
+    if (!inner) return undefined;
+    const decoded = decodeInnerPlaintext(inner);
+    if (!decoded || decoded.type === ContentType.tls12_cid) return undefined;
+    return { type: decoded.type, plain: decoded.content };
+  }
+  if (cidMode) return undefined;
+  const plain = cipher.decrypt(rec.type, rec.version, rec.epoch, rec.seq, rec.fragment);
+  return plain ? { type: rec.type, plain } : undefined;
+}

@@ -1,8 +1,9 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import type { LogFn } from '../channel';
 import { parsePskTable } from '../lwm2m/security';
-import { Lwm2mRequestError, Lwm2mServer, type RegistrationInfo } from '../server';
+import { Lwm2mRequestError, Lwm2mServer, type Lwm2mNotification, type RegistrationInfo } from '../server';
 import { EVENT_TYPES, globToRegExp } from './util';
+import { registerAdmin } from './admin';
 
 interface ServerDef extends NodeDef {
   bind: string;
@@ -31,6 +32,11 @@ interface ServerNode extends Node<ServerCredentials> {
   startError?: Error;
   register(user: UserNode): void;
   deregister(user: UserNode, done: () => void): void;
+  /**
+   * Where notifications of observations go, by the id of the lwm2m-request node that started them. A node
+   * redeployed with the same id takes its observations over; a removed node cancels them.
+   */
+  notifyTargets: Map<string, (n: Lwm2mNotification) => void>;
 }
 
 interface RequestDef extends NodeDef {
@@ -58,6 +64,8 @@ type Lwm2mMsg = NodeMessageInFlow & {
   timeout?: unknown;
   code?: string;
   lwm2m?: unknown;
+  location?: string;
+  observe?: number;
 };
 
 function num(value: unknown, fallback: number): number {
@@ -71,6 +79,7 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this as ServerNode;
     node.users = {};
+    node.notifyTargets = new Map();
     let status: NodeStatus = { fill: 'yellow', shape: 'ring', text: 'starting' };
     const setStatus = (s: NodeStatus): void => {
       status = s;
@@ -154,7 +163,13 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this as UserNode;
     const server = getServer(node, config.server);
-    if (server) server.register(node);
+    const notify = (n: Lwm2mNotification): void => {
+      node.send({ topic: n.path, endpoint: n.endpoint, operation: n.operation, payload: n.payload, code: n.code, format: n.format, observe: n.observe } as NodeMessage);
+    };
+    if (server) {
+      server.register(node);
+      server.notifyTargets.set(node.id, notify);
+    }
     node.on('input', (m: NodeMessageInFlow, send: (msg: NodeMessage) => void, done: (err?: Error) => void) => {
       const msg = m as Lwm2mMsg;
       if (!server) {
@@ -163,7 +178,8 @@ export = function register(RED: NodeAPI): void {
       }
       const operation = config.operation || (typeof msg.operation === 'string' ? msg.operation : '');
       const endpoint = config.endpoint || (typeof msg.endpoint === 'string' ? msg.endpoint : '');
-      const path = config.path || (typeof msg.topic === 'string' ? msg.topic : '');
+      const fromMsg = msg.topic as unknown;
+      const path: string | string[] = config.path || (typeof fromMsg === 'string' || Array.isArray(fromMsg) ? (fromMsg as string | string[]) : '');
       const format = config.format && config.format !== 'auto' ? config.format : typeof msg.format === 'string' ? msg.format : 'auto';
       const timeout = config.timeout !== '' && config.timeout !== undefined ? num(config.timeout, 10000) : num(msg.timeout, 10000);
       if (!operation) {
@@ -171,7 +187,13 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       server.ready
-        .then(() => server.lwm2m.request({ endpoint, operation, path, payload: msg.payload, format, timeout }))
+        .then(() =>
+          server.lwm2m.request({
+            endpoint, operation, path, payload: msg.payload, format, timeout, owner: node.id,
+            onNotify: (n) => server.notifyTargets.get(node.id)?.(n),
+            onObserveEnd: (reason) => node.status({ fill: 'grey', shape: 'ring', text: `observation ended: ${reason}` }),
+          }),
+        )
         .then(
           (res) => {
             msg.payload = res.payload;
@@ -180,6 +202,8 @@ export = function register(RED: NodeAPI): void {
             msg.endpoint = res.endpoint;
             msg.topic = res.path;
             msg.lwm2m = { rttMs: res.rttMs, secure: res.secure, sessionReused: res.sessionReused, handshakes: res.handshakes };
+            if (res.location !== undefined) msg.location = res.location;
+            if (res.observe !== undefined) msg.observe = res.observe;
             send(msg);
             done();
           },
@@ -190,10 +214,15 @@ export = function register(RED: NodeAPI): void {
           },
         );
     });
-    node.on('close', (_removed: boolean, done: () => void) => {
+    node.on('close', (removed: boolean, done: () => void) => {
       node.status({});
-      if (server) server.deregister(node, done);
-      else done();
+      if (!server) {
+        done();
+        return;
+      }
+      if (server.notifyTargets.get(node.id) === notify) server.notifyTargets.delete(node.id);
+      if (removed) server.lwm2m.cancelObservationsOf(node.id);
+      server.deregister(node, done);
     });
   }
   RED.nodes.registerType('lwm2m-request', Lwm2mRequestNode);
@@ -214,8 +243,12 @@ export = function register(RED: NodeAPI): void {
       (info: unknown, extra?: unknown) => {
         const reg = info as RegistrationInfo & { endpoint: string };
         if (filter && !filter.test(reg.endpoint)) return;
-        const msg: NodeMessage & { endpoint: string; changes?: unknown } = { topic, endpoint: reg.endpoint, payload: info };
+        const msg: NodeMessage & { endpoint: string; changes?: unknown; registration?: unknown } = { topic, endpoint: reg.endpoint, payload: info };
         if (topic === 'update' && Array.isArray(extra)) msg.changes = extra;
+        if (topic === 'send') {
+          msg.payload = extra;
+          msg.registration = info;
+        }
         node.send(msg);
       },
     ]);
@@ -256,4 +289,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
   RED.nodes.registerType('lwm2m-stats', Lwm2mStatsNode);
+  registerAdmin(RED);
 };

@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
 import type { Channel } from '../channel';
-import { CoapEndpoint, type CoapMessage, type CoapResponseInit } from '../coap';
+import { CoapEndpoint, encodeMessage, encodeUint, type CoapMessage, type CoapResponseInit } from '../coap';
 import { DtlsServer, type DtlsSession } from '../dtls';
-import { ContentFormat, decodeContent, encodeContent } from '../lwm2m/content';
+import { ContentFormat, decodeContent, decodeSenmlJsonRecords, encodeContent } from '../lwm2m/content';
 import { ObjectModel } from '../lwm2m/model';
-import { parsePath, type Lwm2mPath } from '../lwm2m/path';
+import { parsePath, pathStartsWith, pathToString, type Lwm2mPath } from '../lwm2m/path';
 
 type Scalar = string | number | boolean | Buffer | Date;
 /** A resource value; an array for a multiple-instance resource (index = resource instance id). */
@@ -33,6 +33,8 @@ export interface SimulatedDeviceOptions {
   serveDtls?: number;
   /** Local UDP port for the client side (node-dtls-client `listenPort`). */
   localPort?: number;
+  /** Register in queue mode (`b=UQ` for LwM2M 1.0, the `Q` parameter for 1.1+). */
+  queueMode?: boolean;
   coap?: { ackTimeoutMs?: number; maxRetransmit?: number };
 }
 
@@ -68,20 +70,69 @@ export class SimulatedDevice extends EventEmitter {
   private closeTransport?: () => Promise<void>;
   private dtlsServer?: DtlsServer;
   private serverSocket?: dgram.Socket;
+  /** Observations the server started: token (hex) → what to notify. */
+  private readonly observers = new Map<string, { token: Buffer; paths: Lwm2mPath[]; composite: boolean; accept?: number; channel: Channel; seq: number }>();
+  private notifyMid = Math.floor(Math.random() * 0xffff);
+  /** Attributes written with write-attributes, by path. */
+  readonly attributes = new Map<string, string[]>();
 
   constructor(private readonly opts: SimulatedDeviceOptions) {
     super();
     for (const [path, resources] of Object.entries(opts.objects ?? DEFAULT_OBJECTS)) {
       this.objects.set(path, new Map(Object.entries(resources).map(([k, v]) => [Number(k), v])));
     }
-    this.coap = new CoapEndpoint({ ...opts.coap, onRequest: (req) => this.onRequest(req) });
+    this.coap = new CoapEndpoint({ ...opts.coap, onRequest: (req, ch) => this.onRequest(req, ch) });
   }
 
+  /** Changes a resource value; observers of it (or of its instance/object) get a notification. */
   set(path: string, value: Value): void {
     const p = parsePath(path);
     const inst = this.objects.get(`/${p.objectId}/${p.instanceId}`);
     if (!inst || p.resourceId === undefined) throw new Error(`no such resource ${path}`);
     inst.set(p.resourceId, value);
+    this.notifyObservers(p);
+  }
+
+  /** Number of observations the server holds on this device. */
+  get observationCount(): number {
+    return this.observers.size;
+  }
+
+  /** LwM2M 1.1 Send: POST /dp with the current values of `paths` in SenML JSON. */
+  async send(paths: string[]): Promise<CoapMessage> {
+    if (!this.channel) throw new Error('not connected');
+    const values: Record<string, Value> = {};
+    for (const p of paths) Object.assign(values, this.valuesAt(parsePath(p)));
+    const payload = encodeContent(ContentFormat.SENML_JSON, {}, values, this.model);
+    return this.coap.request(this.channel, { method: 'POST', path: ['dp'], contentFormat: ContentFormat.SENML_JSON, payload });
+  }
+
+  private valuesAt(path: Lwm2mPath): Record<string, Value> {
+    const out: Record<string, Value> = {};
+    for (const [p, res] of this.instancesOf(path)) {
+      for (const [id, v] of res) {
+        if (path.resourceId !== undefined && id !== path.resourceId) continue;
+        out[`${p}/${id}`] = v;
+      }
+    }
+    return out;
+  }
+
+  private notifyObservers(changed: Lwm2mPath): void {
+    for (const obs of this.observers.values()) {
+      if (!obs.paths.some((p) => pathStartsWith(changed, p) || pathStartsWith(p, changed))) continue;
+      let res: CoapResponseInit;
+      try {
+        res = obs.composite ? this.readComposite(obs.paths, obs.accept) : this.read(obs.paths[0], obs.accept);
+      } catch {
+        continue;
+      }
+      obs.seq += 1;
+      this.notifyMid = (this.notifyMid + 1) & 0xffff;
+      const options = [{ name: 'Observe', value: encodeUint(obs.seq) }];
+      if (res.contentFormat !== undefined) options.push({ name: 'Content-Format', value: encodeUint(res.contentFormat) });
+      obs.channel.send(encodeMessage({ type: 'NON', code: res.code, messageId: this.notifyMid, token: obs.token, options, payload: res.payload }));
+    }
   }
 
   get(path: string): Value | undefined {
@@ -103,6 +154,7 @@ export class SimulatedDevice extends EventEmitter {
       await new Promise<void>((r) => socket.bind(this.opts.localPort ?? 0, '127.0.0.1', () => r()));
       const ch: Channel = { key: 'server', address: host, port, secure: false, send: (d) => socket.send(d, port, host) };
       socket.on('message', (msg) => this.coap.handle(ch, msg));
+      this.closeTransport = undefined;
       this.channel = ch;
       this.closeTransport = () => new Promise((r) => socket.close(() => r()));
       return;
@@ -135,13 +187,17 @@ export class SimulatedDevice extends EventEmitter {
   }
 
   private linkPayload(): string {
-    const ct = this.opts.lwm2mVersion && this.opts.lwm2mVersion !== '1.0' ? ';ct="60 110 112 11542 11543"' : '';
+    const ct = this.opts.lwm2mVersion !== '1.0' ? ';ct="60 110 11542"' : '';
     return [`</>;rt="oma.lwm2m"${ct}`, ...[...this.objects.keys()].map((p) => `<${p}>`)].join(',');
   }
 
   async register(): Promise<CoapMessage> {
     if (!this.channel) throw new Error('not connected');
-    const query = [`ep=${this.opts.endpoint}`, `lt=${this.opts.lifetime ?? 300}`, `lwm2m=${this.opts.lwm2mVersion ?? '1.1'}`, `b=${this.opts.binding ?? 'U'}`];
+    const version = this.opts.lwm2mVersion ?? '1.1';
+    const queue = this.opts.queueMode === true;
+    const binding = this.opts.binding ?? (queue && version === '1.0' ? 'UQ' : 'U');
+    const query = [`ep=${this.opts.endpoint}`, `lt=${this.opts.lifetime ?? 300}`, `lwm2m=${version}`, `b=${binding}`];
+    if (queue && version !== '1.0') query.push('Q');
     const res = await this.coap.request(this.channel, {
       method: 'POST', path: ['rd'], query, contentFormat: ContentFormat.LINK, payload: Buffer.from(this.linkPayload()),
     });
@@ -192,7 +248,7 @@ export class SimulatedDevice extends EventEmitter {
     });
   }
 
-  private onRequest(req: CoapMessage): CoapResponseInit {
+  private onRequest(req: CoapMessage, channel: Channel): CoapResponseInit {
     this.requestsHandled += 1;
     let path: Lwm2mPath;
     try {
@@ -202,18 +258,95 @@ export class SimulatedDevice extends EventEmitter {
     }
     try {
       switch (req.code) {
-        case '0.01':
-          return req.accept === ContentFormat.LINK ? this.discover(path) : this.read(path, req.accept);
+        case '0.01': {
+          if (req.accept === ContentFormat.LINK) return this.discover(path);
+          const res = this.read(path, req.accept);
+          return this.observeAnswer(req, channel, [path], false, res);
+        }
+        case '0.05': {
+          // FETCH on the root: read-composite / observe-composite with a SenML list of paths.
+          const paths = decodeSenmlJsonRecords(req.payload).map((r) => parsePath(r.name));
+          const res = this.readComposite(paths, req.accept);
+          return this.observeAnswer(req, channel, paths, true, res);
+        }
+        case '0.07': {
+          // iPATCH on the root: write-composite.
+          const values = decodeContent(req.contentFormat ?? ContentFormat.SENML_JSON, req.payload, {}, this.model);
+          for (const [full, v] of Object.entries(values)) this.store(parsePath(full), v as Value);
+          this.emit('write', path, values);
+          return { code: '2.04' };
+        }
         case '0.03':
-        case '0.02':
-          if (req.code === '0.02' && path.resourceId !== undefined && req.contentFormat === undefined) return this.execute(path, req);
+          if (req.query.length > 0 && req.payload.length === 0) {
+            this.attributes.set(pathToString(path), [...req.query]);
+            this.emit('attributes', pathToString(path), [...req.query]);
+            return { code: '2.04' };
+          }
           return this.write(path, req);
+        case '0.02':
+          if (path.instanceId === undefined) return this.create(path, req);
+          if (path.resourceId !== undefined && req.contentFormat === undefined) return this.execute(path, req);
+          return this.write(path, req);
+        case '0.04':
+          return this.remove(path);
         default:
           return { code: '4.05' };
       }
     } catch (err) {
       return { code: '4.00', payload: Buffer.from((err as Error).message) };
     }
+  }
+
+  private observeAnswer(req: CoapMessage, channel: Channel, paths: Lwm2mPath[], composite: boolean, res: CoapResponseInit): CoapResponseInit {
+    const key = req.token.toString('hex');
+    if (req.observe === 1) this.observers.delete(key);
+    if (req.observe !== 0 || !res.code.startsWith('2.')) return res;
+    this.observers.set(key, { token: Buffer.from(req.token), paths, composite, accept: req.accept, channel, seq: 1 });
+    return { ...res, options: [...(res.options ?? []), { name: 'Observe', value: encodeUint(1) }] };
+  }
+
+  private readComposite(paths: Lwm2mPath[], accept?: number): CoapResponseInit {
+    const values: Record<string, Value> = {};
+    for (const p of paths) Object.assign(values, this.valuesAt(p));
+    const cf = accept ?? ContentFormat.SENML_JSON;
+    return { code: '2.05', contentFormat: cf, payload: encodeContent(cf, {}, values, this.model) };
+  }
+
+  private store(p: Lwm2mPath, v: Value): void {
+    const inst = this.objects.get(`/${p.objectId}/${p.instanceId}`);
+    if (!inst || p.resourceId === undefined) throw new Error(`no such resource ${pathToString(p)}`);
+    if (p.resourceInstanceId === undefined) {
+      inst.set(p.resourceId, v);
+    } else {
+      const current = inst.get(p.resourceId);
+      const arr = Array.isArray(current) ? current : [];
+      arr[p.resourceInstanceId] = v as Scalar;
+      inst.set(p.resourceId, arr);
+    }
+  }
+
+  private create(path: Lwm2mPath, req: CoapMessage): CoapResponseInit {
+    const values = decodeContent(req.contentFormat ?? ContentFormat.TLV, req.payload, path, this.model);
+    const used = [...this.objects.keys()].filter((k) => k.startsWith(`/${path.objectId}/`)).map((k) => Number(k.split('/')[2]));
+    let instanceId: number | undefined;
+    const resources = new Map<number, Value>();
+    for (const [full, v] of Object.entries(values)) {
+      const parts = full.split('/').filter(Boolean).map(Number);
+      // Keys are /o/i/r when the server chose the instance, /o/r... is not produced by the decoder; handle both.
+      if (parts.length >= 3) {
+        instanceId = parts[1];
+        resources.set(parts[2], v as Value);
+      }
+    }
+    if (instanceId === undefined) instanceId = used.length ? Math.max(...used) + 1 : 0;
+    if (this.objects.has(`/${path.objectId}/${instanceId}`)) return { code: '4.00', payload: Buffer.from('instance exists') };
+    this.objects.set(`/${path.objectId}/${instanceId}`, resources);
+    return { code: '2.01', locationPath: [String(path.objectId), String(instanceId)] };
+  }
+
+  private remove(path: Lwm2mPath): CoapResponseInit {
+    if (path.instanceId === undefined || path.resourceId !== undefined) return { code: '4.05' };
+    return this.objects.delete(`/${path.objectId}/${path.instanceId}`) ? { code: '2.02' } : { code: '4.04' };
   }
 
   private instancesOf(path: Lwm2mPath): Array<[string, Map<number, Value>]> {
@@ -253,18 +386,9 @@ export class SimulatedDevice extends EventEmitter {
     const instances = this.instancesOf(path);
     if (instances.length === 0 || path.instanceId === undefined) return { code: '4.04' };
     const values = decodeContent(req.contentFormat ?? ContentFormat.TEXT, req.payload, path, this.model);
-    const inst = instances[0][1];
     for (const [full, v] of Object.entries(values)) {
       const p = parsePath(full);
-      if (p.resourceId === undefined) continue;
-      if (p.resourceInstanceId === undefined) {
-        inst.set(p.resourceId, v as Value);
-      } else {
-        const current = inst.get(p.resourceId);
-        const arr = Array.isArray(current) ? current : [];
-        arr[p.resourceInstanceId] = v as Scalar;
-        inst.set(p.resourceId, arr);
-      }
+      if (p.resourceId !== undefined) this.store(p, v as Value);
     }
     this.emit('write', path, values);
     return { code: '2.04' };
