@@ -50,6 +50,8 @@ describe('Node-RED nodes', function () {
   it('registers a DTLS device, 100 reads through lwm2m-request, stats show 1 handshake and 100 requests', async () => {
     const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
     await helper.load([lwm2mNodes, catchNode], flow(coapPort, coapsPort), { srv: CREDS });
+    // The ports are bound asynchronously after the flow starts.
+    await helper.getNode('srv').ready;
     const out = collect('out');
     const ev = collect('evOut');
     const statsOut = collect('statsOut');
@@ -84,6 +86,34 @@ describe('Node-RED nodes', function () {
     const mine = stats.perSession.find((s) => s.endpoint === 'node-dev');
     assert.equal(mine?.handshakes, 1);
     assert.equal(mine?.requests, 100);
+  });
+
+  it('observe: each notification leaves the lwm2m-request node that started it; send events come out of lwm2m-events', async () => {
+    const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
+    const f = flow(coapPort, coapsPort);
+    (f.find((n) => n.id === 'ev') as Record<string, unknown>).events = 'send';
+    (f.find((n) => n.id === 'req') as Record<string, unknown>).operation = '';
+    await helper.load([lwm2mNodes, catchNode], f, { srv: CREDS });
+    const out = collect('out');
+    const ev = collect('evOut');
+    await helper.getNode('srv').ready;
+    device = new SimulatedDevice({ endpoint: 'node-dev', host: '127.0.0.1', port: coapsPort, psk: { identity: 'node-dev-id', key: KEY } });
+    await device.start();
+    helper.getNode('req').receive({ endpoint: 'node-dev', topic: '/3303/0/5700', operation: 'observe' } as object);
+    await waitFor(() => out.length === 1, 3000, 'first observe answer');
+    assert.equal(out[0].payload, 21.5);
+    assert.equal(typeof (out[0] as { observe?: number }).observe, 'number');
+    device.set('/3303/0/5700', 25.5);
+    await waitFor(() => out.length === 2, 3000, 'notification');
+    assert.equal(out[1].payload, 25.5);
+    assert.equal(out[1].topic, '/3303/0/5700');
+    assert.equal(out[1].endpoint, 'node-dev');
+    assert.ok(((out[1] as { observe?: number }).observe ?? 0) > ((out[0] as { observe?: number }).observe ?? 0));
+
+    await device.send(['/3/0/9']);
+    await waitFor(() => ev.length === 1, 3000, 'send event');
+    assert.equal(ev[0].topic, 'send');
+    assert.deepEqual(ev[0].payload, { '/3/0/9': 87 });
   });
 
   it('sends errors to Catch nodes with a clear message and the original msg', async () => {

@@ -48,3 +48,20 @@ export class CoapProtocolError extends Error {
 export class CoapFormatError extends Error {
   override readonly name = 'CoapFormatError';
 }
+
+/**
+ * A block-wise (RFC 7959) body is larger than the endpoint accepts (`maxBodySize`), as announced by Size2 or
+ * found while reassembling.
+ */
+export class CoapBodyTooLargeError extends Error {
+  override readonly name = 'CoapBodyTooLargeError';
+  /** The limit in bytes. */
+  readonly limit: number;
+  /** The announced or reached size in bytes. */
+  readonly size: number;
+  constructor(message: string, limit: number, size: number) {
+    super(message);
+    this.limit = limit;
+    this.size = size;
+  }
+}

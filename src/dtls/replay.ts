@@ -33,4 +33,21 @@ export class ReplayWindow {
   get highest(): number {
     return this.top;
   }
+
+  /** Serialisable state: the highest accepted number and the 64-bit bitmap as 16 hex digits. */
+  snapshot(): { highest: number; bitmap: string } {
+    return { highest: this.top, bitmap: this.bits.toString(16).padStart(16, '0') };
+  }
+
+  /** Rebuilds a window from snapshot(); throws TypeError on a malformed one. */
+  static restore(state: { highest: number; bitmap: string }): ReplayWindow {
+    const w = new ReplayWindow();
+    if (!Number.isSafeInteger(state.highest) || state.highest < -1 || typeof state.bitmap !== 'string' ||
+        !/^[0-9a-f]{1,16}$/i.test(state.bitmap)) {
+      throw new TypeError('malformed replay window state');
+    }
+    w.top = state.highest;
+    w.bits = BigInt(`0x${state.bitmap}`);
+    return w;
+  }
 }

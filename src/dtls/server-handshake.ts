@@ -282,6 +282,29 @@ export class ServerHandshake {
     }, this.opts.handshakeTimeoutMs);
   }
 
+  /** Abbreviated handshake: keys from the cached master secret, our ChangeCipherSpec and Finished go first. */
+  private beginAbbreviated(entry: CachedSession): void {
+    this.master = Buffer.from(entry.master);
+    this.identity = entry.identity;
+    this.authType = entry.authType;
+    this.installKeys(this.master);
+    const verify = prf(this.master, 'server finished', this.transcript.copy().digest(), VERIFY_DATA_LENGTH);
+    const finished = encodeHandshake(HandshakeType.finished, this.nextSendSeq++, verify);
+    this.transcript.update(finished);
+    this.flight.push(
+      { type: ContentType.change_cipher_spec, epoch: 0, payload: Buffer.from([1]) },
+      { type: ContentType.handshake, epoch: 1, payload: finished },
+    );
+    this.state = 'wait_ccs';
+  }
+
+  private installKeys(master: Buffer): void {
+    this.keys = deriveKeys(this.suite, master, this.clientRandom, this.serverRandom);
+    this.ciphers = serverCiphers(this.suite, this.keys);
+    this.writer.cipher = this.ciphers.write;
+    this.writer.writeCid = this.writeCid;
+  }
+
   private sendFlight(): void {
     this.transport.send(this.writer.flight(this.flight), this.port, this.address);
   }
@@ -381,6 +404,8 @@ export class ServerHandshake {
           this.drop('unexpected ChangeCipherSpec');
           return;
         }
+        this.awaitingPeer = false;
+        this.clearRetransmit();
         this.state = 'wait_finished';
         this.drainEarly();
         return;
@@ -398,16 +423,16 @@ export class ServerHandshake {
         this.drop('too many epoch 1 records before ChangeCipherSpec');
         return;
       }
-      this.early.push({ ...rec, fragment: Buffer.from(rec.fragment) });
+      this.early.push({ ...rec, fragment: Buffer.from(rec.fragment), cid: rec.cid ? Buffer.from(rec.cid) : undefined });
       return;
     }
     if (!this.replay1.check(rec.seq)) {
       this.drop(`replayed record seq ${rec.seq}`);
       return;
     }
-    const plain = this.ciphers?.read.decrypt(rec.type, rec.version, rec.epoch, rec.seq, rec.fragment);
-    if (!plain) {
-      if (rec.type === ContentType.handshake) {
+    const opened = this.ciphers ? openRecord(this.ciphers.read, rec, this.readCid) : undefined;
+    if (!opened) {
+      if (rec.type === ContentType.handshake || rec.type === ContentType.tls12_cid) {
         // The client's Finished does not decrypt: almost always a wrong key.
         this.fail('bad_record_mac', 'client Finished record failed authentication (wrong key?)', true);
       } else {
@@ -416,7 +441,8 @@ export class ServerHandshake {
       return;
     }
     this.replay1.update(rec.seq);
-    if (rec.type === ContentType.handshake) {
+    const plain = opened.plain;
+    if (opened.type === ContentType.handshake) {
       const frags = parseHandshakeFragments(plain);
       if (!frags) {
         this.fail('decode_error', 'malformed encrypted handshake record', true);
@@ -426,10 +452,10 @@ export class ServerHandshake {
         if (this.finished) return;
         this.onFragment(f, 1);
       }
-    } else if (rec.type === ContentType.alert) {
+    } else if (opened.type === ContentType.alert) {
       this.onPeerAlert(plain);
     } else {
-      this.drop(`unexpected content type ${rec.type} before handshake completion`);
+      this.drop(`unexpected content type ${opened.type} before handshake completion`);
     }
   }
 
@@ -498,6 +524,7 @@ export class ServerHandshake {
   }
 
   private onClientKeyExchange(body: Buffer, full: Buffer): void {
+    this.awaitingPeer = false;
     this.clearRetransmit();
     let identityBytes: Buffer;
     try {
@@ -511,7 +538,7 @@ export class ServerHandshake {
     this.identity = identity;
     let psk: Buffer | undefined;
     try {
-      psk = this.opts.pskLookup(identity);
+      psk = this.opts.pskLookup?.(identity);
     } catch (e) {
       this.fail('internal_error', `PSK lookup failed: ${(e as Error).message}`, true);
       return;
@@ -535,16 +562,14 @@ export class ServerHandshake {
       this.master = prf(premaster, 'master secret', Buffer.concat([this.clientRandom, this.serverRandom]), 48);
     }
     premaster.fill(0);
-    const keys = deriveKeys(this.suite, this.master, this.clientRandom, this.serverRandom);
-    this.ciphers = serverCiphers(this.suite, keys);
-    this.writer.cipher = this.ciphers.write;
+    this.installKeys(this.master);
     this.state = 'wait_ccs';
     this.transport.log('debug', `DTLS handshake with ${this.key}: ClientKeyExchange for identity ${identity}`);
   }
 
   private onFinished(body: Buffer, full: Buffer, messageSeq: number): void {
     const master = this.master;
-    if (!master || !this.ciphers) {
+    if (!master || !this.ciphers || !this.keys) {
       this.fail('internal_error', 'no keys', true);
       return;
     }
@@ -553,27 +578,43 @@ export class ServerHandshake {
       this.fail('decrypt_error', 'client Finished does not verify', true);
       return;
     }
-    this.transcript.update(full);
-    const serverVerify = prf(master, 'server finished', this.transcript.copy().digest(), VERIFY_DATA_LENGTH);
-    const finished = encodeHandshake(HandshakeType.finished, this.nextSendSeq++, serverVerify);
-    const finalFlight: FlightMessage[] = [
-      { type: ContentType.change_cipher_spec, epoch: 0, payload: Buffer.from([1]) },
-      { type: ContentType.handshake, epoch: 1, payload: finished },
-    ];
-    this.transport.send(this.writer.flight(finalFlight), this.port, this.address);
+    let finalFlight: FlightMessage[] = [];
+    if (!this.resume) {
+      this.transcript.update(full);
+      const serverVerify = prf(master, 'server finished', this.transcript.copy().digest(), VERIFY_DATA_LENGTH);
+      const finished = encodeHandshake(HandshakeType.finished, this.nextSendSeq++, serverVerify);
+      finalFlight = [
+        { type: ContentType.change_cipher_spec, epoch: 0, payload: Buffer.from([1]) },
+        { type: ContentType.handshake, epoch: 1, payload: finished },
+      ];
+      this.transport.send(this.writer.flight(finalFlight), this.port, this.address);
+    }
+    const identity = this.identity ?? '';
     const result: HandshakeResult = {
       address: this.address,
       port: this.port,
-      identity: this.identity ?? '',
+      identity,
+      authType: this.authType,
       suite: this.suite,
+      keys: this.keys,
       ciphers: this.ciphers,
       writer: this.writer,
       replay: this.replay1,
       finalFlight,
       clientFinishedSeq: messageSeq,
       clientRandom: this.clientRandom,
+      resumed: !!this.resume,
+      sessionId: this.sessionId,
+      readCid: this.readCid,
+      writeCid: this.writeCid,
     };
-    this.transport.log('debug', `DTLS handshake with ${this.key} complete: identity ${result.identity}, ${this.suite.name}`);
+    if (!this.resume && this.sessionId.length > 0) {
+      result.cacheEntry = {
+        master: Buffer.from(master), suite: this.suite.name, identity, authType: this.authType,
+        extendedMasterSecret: this.extendedMasterSecret, createdAt: Date.now(),
+      };
+    }
+    this.transport.log('debug', `DTLS handshake with ${this.key} complete${this.resume ? ' (resumed)' : ''}: identity ${identity}, ${this.suite.name}`);
     this.dispose();
     this.callbacks.complete(this, result);
   }

@@ -1,20 +1,66 @@
 import { EventEmitter } from 'node:events';
 import type { Channel } from '../channel';
 import { AlertDescription, AlertLevel, alertName, encodeAlert } from './alerts';
+import type { AuthType } from './cache';
 import { HandshakeType, parseHandshakeFragments } from './handshake';
 import { ContentType, type DtlsRecord, MAX_PLAINTEXT } from './record';
 import { ReplayWindow } from './replay';
-import type { CipherPair, CipherSuiteName } from './suites';
-import { type FlightMessage, type PeerTransport, RecordWriter } from './transport';
+import type { CipherPair, CipherSuiteName, KeyMaterial } from './suites';
+import { type FlightMessage, type PeerTransport, RecordWriter, openRecord } from './transport';
 
-export type SessionCloseReason = 'close_notify' | 'closed' | 'replaced' | 'server_closed' | 'fatal_alert';
+export type SessionCloseReason = 'close_notify' | 'closed' | 'replaced' | 'server_closed' | 'fatal_alert' | 'detached';
 
-/** Everything a completed handshake hands to the established session. */
+/** Payload of the 'migrated' event (RFC 9146 address change). */
+export interface MigrationInfo {
+  oldAddress: string;
+  oldPort: number;
+  address: string;
+  port: number;
+}
+
+/**
+ * JSON-serialisable state of a live session (DtlsServer.exportSessions / importSessions).
+ * It contains the session keys: store and transport it as a secret.
+ */
+export interface DtlsSessionState {
+  version: 1;
+  /** The session's channel key (kept across export/import). */
+  key: string;
+  address: string;
+  port: number;
+  identity: string;
+  authType: AuthType;
+  cipherSuite: CipherSuiteName;
+  /** Key block (base64). */
+  keys: { clientKey: string; serverKey: string; clientIv: string; serverIv: string; clientMacKey: string; serverMacKey: string };
+  /** Always 1: renegotiation is not supported. */
+  epoch: 1;
+  /** Next sequence number to write (the export adds a safety gap over the last one used). */
+  writeSeq: number;
+  /** Replay window of received records. */
+  replay: { highest: number; bitmap: string };
+  /** Connection IDs (hex): ours (in the client's records) and the client's (in ours). */
+  readCid?: string;
+  writeCid?: string;
+  /** ClientHello random of the handshake (hex). */
+  clientRandom: string;
+  /** Session id for resumption (hex), '' when none. */
+  sessionId: string;
+  resumed: boolean;
+  createdAt: number;
+  lastActivity: number;
+  /** Opaque, JSON-serialisable data of upper layers (e.g. the bound endpoint name). */
+  meta?: unknown;
+}
+
+/** Everything a completed handshake (or an import) hands to the established session. */
 export interface SessionInit {
   address: string;
   port: number;
   identity: string;
+  authType?: AuthType;
   cipherSuite: CipherSuiteName;
+  keys?: KeyMaterial;
   ciphers: CipherPair;
   writer: RecordWriter;
   /** Epoch 1 replay window, already holding the client Finished record. */
@@ -24,27 +70,52 @@ export interface SessionInit {
   clientFinishedSeq: number;
   /** ClientHello random of the handshake that created the session (to ignore its late retransmissions). */
   clientRandom: Buffer;
+  resumed?: boolean;
+  sessionId?: Buffer;
+  readCid?: Buffer;
+  writeCid?: Buffer;
+  /** Restored sessions keep their key and timestamps. */
+  key?: string;
+  createdAt?: number;
+  lastActivity?: number;
+  meta?: unknown;
   transport: PeerTransport;
   onClose: (session: DtlsSession, reason: SessionCloseReason) => void;
+  /** An authenticated CID record moved the session to a new address; the owner re-keys its maps. */
+  onMigrate?: (session: DtlsSession, info: MigrationInfo) => void;
 }
 
 /**
  * An established DTLS 1.2 session with one peer (epoch 1). Also usable as a CoAP datagram channel.
- * Events: 'data' (payload: Buffer), 'close' (reason: SessionCloseReason).
+ * Events: 'data' (payload: Buffer), 'close' (reason: SessionCloseReason),
+ *         'migrated' (MigrationInfo) when an authenticated connection-ID record moved the peer to a new address.
  */
 export class DtlsSession extends EventEmitter implements Channel {
+  /** Stable for the life of the session (also across an address change and export/import). */
   readonly key: string;
   readonly secure = true;
-  readonly address: string;
-  readonly port: number;
   readonly identity: string;
+  /** How the peer authenticated: PSK identity, raw public key, or X.509 certificate (identity = subject CN). */
+  readonly authType: AuthType;
   readonly cipherSuite: CipherSuiteName;
   readonly createdAt: number;
+  /** True when the session came from an abbreviated handshake (session resumption). */
+  readonly resumed: boolean;
+  /** Connection IDs (RFC 9146): ours, carried in the peer's records, and the peer's; undefined = not negotiated. */
+  readonly readCid: Buffer | undefined;
+  readonly writeCid: Buffer | undefined;
+  /** Session id for resumption (empty when none was issued). */
+  readonly sessionId: Buffer;
   lastActivity: number;
   bytesIn = 0;
   bytesOut = 0;
+  /** Opaque data for upper layers, carried through exportState/importSessions. Must be JSON-serialisable. */
+  meta: unknown;
 
+  private _address: string;
+  private _port: number;
   private _closed = false;
+  private readonly keys: KeyMaterial | undefined;
   private readonly ciphers: CipherPair;
   private readonly writer: RecordWriter;
   private readonly replay: ReplayWindow;
@@ -54,29 +125,84 @@ export class DtlsSession extends EventEmitter implements Channel {
   readonly clientRandom: Buffer;
   private readonly transport: PeerTransport;
   private readonly onClose: SessionInit['onClose'];
+  private readonly onMigrate: SessionInit['onMigrate'];
 
-  /** Created by DtlsServer when a handshake completes. */
+  /** Created by DtlsServer when a handshake completes or a session is imported. */
   constructor(init: SessionInit) {
     super();
-    this.address = init.address;
-    this.port = init.port;
-    this.key = `dtls:${init.address}:${init.port}`;
+    this._address = init.address;
+    this._port = init.port;
+    this.readCid = init.readCid && init.readCid.length > 0 ? init.readCid : undefined;
+    this.writeCid = init.readCid ? init.writeCid : undefined;
+    this.key = init.key ?? (this.readCid ? `dtls:cid:${this.readCid.toString('hex')}` : `dtls:${init.address}:${init.port}`);
     this.identity = init.identity;
+    this.authType = init.authType ?? 'psk';
     this.cipherSuite = init.cipherSuite;
+    this.keys = init.keys;
     this.ciphers = init.ciphers;
     this.writer = init.writer;
     this.replay = init.replay;
-    this.finalFlight = init.finalFlight;
+    this.finalFlight = init.finalFlight.length > 0 ? init.finalFlight : undefined;
     this.clientFinishedSeq = init.clientFinishedSeq;
     this.clientRandom = init.clientRandom;
+    this.resumed = init.resumed ?? false;
+    this.sessionId = init.sessionId ?? Buffer.alloc(0);
     this.transport = init.transport;
     this.onClose = init.onClose;
-    this.createdAt = Date.now();
-    this.lastActivity = this.createdAt;
+    this.onMigrate = init.onMigrate;
+    this.createdAt = init.createdAt ?? Date.now();
+    this.lastActivity = init.lastActivity ?? Date.now();
+    this.meta = init.meta;
+  }
+
+  /** The peer's current address; changes only through an authenticated connection-ID record (RFC 9146). */
+  get address(): string {
+    return this._address;
+  }
+
+  get port(): number {
+    return this._port;
   }
 
   get closed(): boolean {
     return this._closed;
+  }
+
+  /**
+   * Serialisable state (see DtlsSessionState). `seqGap` is added to the write sequence number so that records this
+   * instance may still send after the export are never repeated by the importer. Undefined for a closed session or
+   * one without its key block.
+   */
+  exportState(seqGap = 1024): DtlsSessionState | undefined {
+    if (this._closed || !this.keys) return undefined;
+    const k = this.keys;
+    const writeSeq = this.writer.epoch1Seq + Math.max(0, Math.floor(seqGap));
+    const state: DtlsSessionState = {
+      version: 1,
+      key: this.key,
+      address: this._address,
+      port: this._port,
+      identity: this.identity,
+      authType: this.authType,
+      cipherSuite: this.cipherSuite,
+      keys: {
+        clientKey: k.clientKey.toString('base64'), serverKey: k.serverKey.toString('base64'),
+        clientIv: k.clientIv.toString('base64'), serverIv: k.serverIv.toString('base64'),
+        clientMacKey: k.clientMacKey.toString('base64'), serverMacKey: k.serverMacKey.toString('base64'),
+      },
+      epoch: 1,
+      writeSeq,
+      replay: this.replay.snapshot(),
+      clientRandom: this.clientRandom.toString('hex'),
+      sessionId: this.sessionId.toString('hex'),
+      resumed: this.resumed,
+      createdAt: this.createdAt,
+      lastActivity: this.lastActivity,
+    };
+    if (this.readCid) state.readCid = this.readCid.toString('hex');
+    if (this.writeCid) state.writeCid = this.writeCid.toString('hex');
+    if (this.meta !== undefined) state.meta = this.meta;
+    return state;
   }
 
   /** Sends one application_data record in one datagram. No-op after close; never throws. */
@@ -107,6 +233,10 @@ export class DtlsSession extends EventEmitter implements Channel {
     if (sendCloseNotify) this.sendAlert(AlertLevel.warning, AlertDescription.close_notify);
     this._closed = true;
     this.finalFlight = undefined;
+    if (reason === 'detached' && this.keys) {
+      // The state lives on in an export; this instance forgets its keys.
+      for (const b of Object.values(this.keys)) (b as Buffer).fill(0);
+    }
     this.transport.log('debug', `DTLS session ${this.address}:${this.port} (identity ${this.identity}) closed: ${reason}`);
     this.onClose(this, reason);
     this.emit('close', reason);
@@ -123,8 +253,12 @@ export class DtlsSession extends EventEmitter implements Channel {
     this.transport.dropped(this.address, this.port, reason);
   }
 
-  /** Handles one record from this peer. Never throws on bad input. */
-  handleRecord(rec: DtlsRecord): void {
+  /**
+   * Handles one record from this peer. `from` is the datagram's source: with a connection ID, an authenticated
+   * record newer than any seen so far from another address moves the session there (RFC 9146 §6).
+   * Never throws on bad input.
+   */
+  handleRecord(rec: DtlsRecord, from?: { address: string; port: number }): void {
     if (this._closed) return;
     if (rec.epoch !== 1) {
       this.drop(`unexpected epoch ${rec.epoch}`);
@@ -134,20 +268,31 @@ export class DtlsSession extends EventEmitter implements Channel {
       this.drop(`replayed or stale record seq ${rec.seq}`);
       return;
     }
-    const plain = this.ciphers.read.decrypt(rec.type, rec.version, rec.epoch, rec.seq, rec.fragment);
-    if (!plain) {
+    const opened = openRecord(this.ciphers.read, rec, this.readCid);
+    if (!opened) {
       // RFC 6347 §4.1.2.7: invalid records are silently discarded, the session stays up.
       this.drop('record failed authentication');
       return;
     }
+    const plain = opened.plain;
     if (plain.length > MAX_PLAINTEXT) {
       this.drop('record_overflow');
       return;
     }
+    const newest = rec.seq > this.replay.highest;
     this.replay.update(rec.seq);
     this.lastActivity = Date.now();
-    this.transport.log('trace', `DTLS ${this.address}:${this.port} <- type ${rec.type} seq ${rec.seq} (${plain.length} bytes)`);
-    switch (rec.type) {
+    if (from && this.readCid && newest && (from.address !== this._address || from.port !== this._port)) {
+      const info: MigrationInfo = { oldAddress: this._address, oldPort: this._port, address: from.address, port: from.port };
+      this._address = from.address;
+      this._port = from.port;
+      this.transport.log('debug', `DTLS session ${info.oldAddress}:${info.oldPort} (identity ${this.identity}) moved to ${from.address}:${from.port}`);
+      this.onMigrate?.(this, info);
+      this.emit('migrated', info);
+      if (this._closed) return;
+    }
+    this.transport.log('trace', `DTLS ${this.address}:${this.port} <- type ${opened.type} seq ${rec.seq} (${plain.length} bytes)`);
+    switch (opened.type) {
       case ContentType.application_data:
         this.finalFlight = undefined; // the peer has our Finished
         this.bytesIn += plain.length;
@@ -160,7 +305,7 @@ export class DtlsSession extends EventEmitter implements Channel {
         this.onHandshake(plain);
         return;
       default:
-        this.drop(`unexpected content type ${rec.type}`);
+        this.drop(`unexpected content type ${opened.type}`);
     }
   }
 

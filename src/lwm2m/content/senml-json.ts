@@ -1,36 +1,16 @@
 /**
- * SenML JSON (RFC 8428, Content-Format 110) as profiled by LwM2M 1.1 (Core TS §7.4.4): the resolved name of a
- * record (base name `bn` + name `n`) is an LwM2M path; values are `v` (numbers: Integer, Unsigned Integer,
- * Float, Time), `vs` (String, Corelnk), `vb` (Boolean), `vd` (Opaque, base64url) and `vlo` (Objlnk,
- * `"3:0"`); time is base time `bt` + `t`.
- *
- * Decoding converts by the model type when the SenML value kind matches it (`v` → Date for Time, `vlo` → object
- * link, `vd` → Buffer); when it does not match, or the Resource is unknown, the value is kept as sent (the SenML
- * kind says what it is, so nothing is lost).
+ * SenML JSON (RFC 8428, Content-Format 110) as profiled by LwM2M 1.1 (Core TS §7.4.4): the JSON syntax around the
+ * shared SenML handling in `senml.ts`. Opaque values (`vd`) are base64url without padding.
  */
-import { Lwm2mPath, parsePath, pathLevel, pathToString } from '../path';
+import { Lwm2mPath, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
-import { ResourceType } from '../model/types';
 import { Lwm2mContentError } from './errors';
-import { decodeBase64 } from './text';
-import { Lwm2mValue, TypedValue, formatObjlnk, parseObjlnk, timeValue, toTyped } from './values';
-import { WriteEntry, entryKey, flattenWrite } from './write-values';
+import { formatObjlnk, Lwm2mValue, TypedValue } from './values';
+import { SenmlRecord, resolveSenmlRecords, senmlBaseName, senmlRecordsToValues, senmlWriteRecords } from './senml';
 
-export type SenmlValueKind = 'v' | 'vs' | 'vb' | 'vd' | 'vlo';
+export type { SenmlRecord, SenmlValueKind } from './senml';
 
-/** One record after resolving base fields (RFC 8428 §4.6). */
-export interface SenmlRecord {
-  /** Resolved name (`bn` + `n`). */
-  name: string;
-  /** Resolved time (`bt` + `t`), when either is present. Values below 2^28 are relative to now (RFC 8428 §4.5.3). */
-  time?: number;
-  /** Which value field the record carries; undefined for a record without value (e.g. a composite read request). */
-  kind?: SenmlValueKind;
-  value?: number | string | boolean | Buffer;
-}
-
-const VALUE_KINDS: readonly SenmlValueKind[] = ['v', 'vs', 'vb', 'vd', 'vlo'];
-const KNOWN_FIELDS = new Set(['bn', 'bt', 'bu', 'bv', 'bs', 'bver', 'n', 'u', 'v', 'vs', 'vb', 'vd', 'vlo', 's', 't', 'ut']);
+const FMT = 'SenML JSON';
 
 /** Parses and resolves SenML JSON records. Throws `Lwm2mContentError` for invalid JSON or invalid SenML. */
 export function decodeSenmlJsonRecords(payload: Buffer): SenmlRecord[] {
@@ -41,92 +21,7 @@ export function decodeSenmlJsonRecords(payload: Buffer): SenmlRecord[] {
     throw new Lwm2mContentError(`invalid SenML JSON: ${(e as Error).message}`);
   }
   if (!Array.isArray(doc)) throw new Lwm2mContentError('invalid SenML JSON: expected an array of records');
-  let bn = '';
-  let bt = 0;
-  let bv = 0;
-  const out: SenmlRecord[] = [];
-  doc.forEach((rec: unknown, i: number) => {
-    const where = `SenML record ${i}`;
-    if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) {
-      throw new Lwm2mContentError(`invalid SenML JSON: ${where} is not an object`);
-    }
-    const r = rec as Record<string, unknown>;
-    for (const k of Object.keys(r)) {
-      if (!KNOWN_FIELDS.has(k) && k.endsWith('_')) {
-        throw new Lwm2mContentError(`${where}: field ${JSON.stringify(k)} must be understood (RFC 8428 §4.4) and is not supported`);
-      }
-    }
-    const str = (k: string): string | undefined => {
-      const v = r[k];
-      if (v === undefined) return undefined;
-      if (typeof v !== 'string') throw new Lwm2mContentError(`${where}: ${k} must be a string`);
-      return v;
-    };
-    const num = (k: string): number | undefined => {
-      const v = r[k];
-      if (v === undefined) return undefined;
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new Lwm2mContentError(`${where}: ${k} must be a number`);
-      return v;
-    };
-    const rbn = str('bn');
-    if (rbn !== undefined) bn = rbn;
-    const rbt = num('bt');
-    if (rbt !== undefined) bt = rbt;
-    const rbv = num('bv');
-    if (rbv !== undefined) bv = rbv;
-    const n = str('n') ?? '';
-    const t = num('t');
-    const name = bn + n;
-    if (name === '') throw new Lwm2mContentError(`${where}: no name (neither bn nor n)`);
-    const record: SenmlRecord = { name };
-    if (t !== undefined || rbt !== undefined || bt !== 0) record.time = bt + (t ?? 0);
-    const present = VALUE_KINDS.filter((k) => r[k] !== undefined);
-    if (present.length > 1) throw new Lwm2mContentError(`${where} (${name}): more than one value field (${present.join(', ')})`);
-    const kind = present[0];
-    if (kind !== undefined) {
-      record.kind = kind;
-      const raw = r[kind];
-      switch (kind) {
-        case 'v':
-          if (typeof raw !== 'number' || !Number.isFinite(raw)) throw new Lwm2mContentError(`${where} (${name}): v must be a number`);
-          record.value = raw + bv;
-          break;
-        case 'vs':
-        case 'vlo':
-          if (typeof raw !== 'string') throw new Lwm2mContentError(`${where} (${name}): ${kind} must be a string`);
-          record.value = raw;
-          break;
-        case 'vb':
-          if (typeof raw !== 'boolean') throw new Lwm2mContentError(`${where} (${name}): vb must be true or false`);
-          record.value = raw;
-          break;
-        case 'vd':
-          if (typeof raw !== 'string') throw new Lwm2mContentError(`${where} (${name}): vd must be a base64 string`);
-          record.value = decodeBase64(raw, `${where} (${name}) vd`);
-          break;
-      }
-    }
-    out.push(record);
-  });
-  return out;
-}
-
-function convert(rec: SenmlRecord, type: ResourceType | undefined, where: string): Lwm2mValue {
-  const v = rec.value as number | string | boolean | Buffer;
-  switch (rec.kind) {
-    case 'v':
-      return type === 'Time' ? timeValue(v as number, where) : v;
-    case 'vs':
-      if (type === 'Objlnk') return parseObjlnk(v as string) ?? v;
-      return v;
-    case 'vlo': {
-      const o = parseObjlnk(v as string);
-      if (o === undefined) throw new Lwm2mContentError(`${where}: vlo ${JSON.stringify(v)} is not objectId:instanceId`);
-      return o;
-    }
-    default:
-      return v;
-  }
+  return resolveSenmlRecords(doc, FMT);
 }
 
 /**
@@ -135,31 +30,7 @@ function convert(rec: SenmlRecord, type: ResourceType | undefined, where: string
  * Use `decodeSenmlJsonRecords` to get every record with its time.
  */
 export function decodeSenmlJson(payload: Buffer, path: Lwm2mPath, model: ObjectModel): Record<string, Lwm2mValue> {
-  // LwM2M names are absolute paths; a name without the leading '/' is taken relative to the request path.
-  const prefix = pathLevel(path) > 0 ? pathToString(path) + '/' : '/';
-  const records = decodeSenmlJsonRecords(payload);
-  const out: Record<string, Lwm2mValue> = {};
-  const times = new Map<string, number>();
-  for (const rec of records) {
-    if (rec.kind === undefined) continue;
-    let p: Lwm2mPath;
-    try {
-      p = parsePath(rec.name.startsWith('/') ? rec.name : prefix + rec.name);
-    } catch (e) {
-      throw new Lwm2mContentError(`SenML name ${JSON.stringify(rec.name)} is not an LwM2M path: ${(e as Error).message}`);
-    }
-    if (pathLevel(p) < 3) {
-      throw new Lwm2mContentError(`SenML record ${rec.name} carries a value but does not name a Resource`);
-    }
-    const key = pathToString(p);
-    const time = rec.time ?? 0;
-    const prev = times.get(key);
-    if (prev !== undefined && time < prev) continue;
-    times.set(key, time);
-    const def = model.resource(p.objectId as number, p.resourceId as number);
-    out[key] = convert(rec, def?.type, key);
-  }
-  return out;
+  return senmlRecordsToValues(decodeSenmlJsonRecords(payload), path, model, 'SenML');
 }
 
 function valueField(t: TypedValue, where: string): string {
@@ -187,29 +58,11 @@ function valueField(t: TypedValue, where: string): string {
  * Names are full paths; with more than one record the target path is sent once as base name.
  */
 export function encodeSenmlJson(path: Lwm2mPath, value: unknown, model: ObjectModel): Buffer {
-  const entries = flattenWrite(path, value).filter((e) => !e.emptyMultiple);
-  if (entries.length === 0) throw new Lwm2mContentError(`write to ${pathToString(path)}: no value given`);
-  const records = entries.map((e: WriteEntry) => {
-    if (e.instanceId === undefined) {
-      throw new Lwm2mContentError(
-        `write to ${pathToString(path)}: SenML names are full paths, so give the instance (e.g. {"/${e.objectId}/0/${e.resourceId}": …}) or use tlv`,
-      );
-    }
-    const def = model.resource(e.objectId, e.resourceId);
-    const key = entryKey(e);
-    if (def !== undefined && def.multiple && e.resourceInstanceId === undefined) {
-      throw new Lwm2mContentError(`${key}: Resource ${def.name} is multiple-instance; give its instances as an array or {"<instance id>": value}`);
-    }
-    if (def !== undefined && !def.multiple && e.resourceInstanceId !== undefined) {
-      throw new Lwm2mContentError(`${key}: Resource ${def.name} is single-instance; give one value`);
-    }
-    return { name: key, field: valueField(toTyped(e.value, def?.type, def ? `${key} (${def.type})` : key), key) };
-  });
-  const level = pathLevel(path);
-  if (records.length === 1 || level === 0) {
+  const records = senmlWriteRecords(path, value, model, 'SenML').map((r) => ({ name: r.name, field: valueField(r.typed, r.name) }));
+  const bn = senmlBaseName(path, records.length);
+  if (bn === undefined) {
     return Buffer.from('[' + records.map((r) => `{"n":${JSON.stringify(r.name)},${r.field}}`).join(',') + ']', 'utf8');
   }
-  const bn = pathToString(path) + '/';
   const parts = records.map((r, i) => {
     const n = JSON.stringify(r.name.slice(bn.length));
     return i === 0 ? `{"bn":${JSON.stringify(bn)},"n":${n},${r.field}}` : `{"n":${n},${r.field}}`;

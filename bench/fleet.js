@@ -1,0 +1,225 @@
+'use strict';
+/**
+ * A simulated device fleet in its own process (the load generator). Driven by the parent over IPC; every device
+ * has its own UDP socket (the server keys DTLS sessions by address:port) and its own DTLS session.
+ *
+ * Commands (process.send replies carry the same `id`):
+ *   register   { host, port, bind, from, count, concurrency }   handshake + LwM2M Register for devices from..from+count-1
+ *   handshakes { host, port, bind, from, idCount, concurrency, durationMs, withRequest }
+ *              repeated fresh sessions: new socket, full PSK handshake, [one CoAP GET answered by the server],
+ *              close_notify, socket closed
+ *   echoStart  { bind, replySize }  a raw UDP echo socket answering each datagram with replySize bytes
+ *   cpu        process.cpuUsage() and the wall clock
+ *   stats      reads answered, datagram sizes seen
+ *   exit
+ */
+const dgram = require('node:dgram');
+const { DtlsClient } = require('./lib/dtls-client');
+const coap = require('./lib/coap');
+const keys = require('./lib/keys');
+
+const devices = [];
+const stats = { readsAnswered: 0, reqBytes: 0, respBytes: 0, sizeSamples: 0 };
+let echoSocket;
+const READ_PAYLOAD = Buffer.from('Open Mobile Alliance');
+const LINKS = Buffer.from('</>;rt="oma.lwm2m";ct="60 110 112 11542 11543",</1/0>,</3/0>,</3303/0>');
+
+function bindSocket(address) {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, address, () => {
+      s.off('error', reject);
+      s.on('error', () => undefined);
+      resolve(s);
+    });
+  });
+}
+
+function closeSocket(s) {
+  return new Promise((r) => {
+    try {
+      s.close(() => r());
+    } catch {
+      r();
+    }
+  });
+}
+
+/** A registered device: answers every confirmable GET with a piggybacked 2.05 text payload. */
+class Device {
+  constructor(index, socket, host, port) {
+    this.index = index;
+    this.socket = socket;
+    this.mid = (index * 7919) & 0xffff;
+    this.pending = new Map();
+    this.client = new DtlsClient({ socket, host, port, identity: keys.identity(index), key: keys.key(index), onData: (d) => this.onCoap(d) });
+    socket.on('message', (m) => this.client.onDatagram(m));
+  }
+
+  onCoap(data) {
+    const msg = coap.decode(data);
+    if (!msg) return;
+    if (msg.code === '0.01' && msg.type === coap.TYPE.CON) {
+      const res = coap.encode({ type: coap.TYPE.ACK, code: '2.05', mid: msg.mid, token: msg.token, options: [[coap.OPT.contentFormat, 0]], payload: READ_PAYLOAD });
+      stats.readsAnswered++;
+      if (stats.sizeSamples < 1000) {
+        stats.sizeSamples++;
+        stats.reqBytes += data.length + 29; // + DTLS record header (13) + explicit nonce (8) + CCM_8 tag (8)
+        stats.respBytes += res.length + 29;
+      }
+      this.client.send(res);
+      return;
+    }
+    const done = this.pending.get(msg.mid);
+    if (done && (msg.type === coap.TYPE.ACK || msg.type === coap.TYPE.RST) && msg.code !== '0.00') {
+      this.pending.delete(msg.mid);
+      done(msg);
+    }
+  }
+
+  /** Confirmable request, retransmitted twice (2 s, 4 s) before giving up. */
+  request(init) {
+    const mid = (this.mid = (this.mid + 1) & 0xffff);
+    const token = Buffer.alloc(4);
+    token.writeUInt32BE(mid * 65537 >>> 0);
+    const data = coap.encode({ type: coap.TYPE.CON, mid, token, ...init });
+    return new Promise((resolve, reject) => {
+      let tries = 0;
+      let timer;
+      const send = () => {
+        this.client.send(data);
+        timer = setTimeout(() => {
+          if (++tries > 2) {
+            this.pending.delete(mid);
+            reject(new Error('CoAP request timed out'));
+          } else send();
+        }, 2000 * 2 ** tries);
+      };
+      this.pending.set(mid, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      send();
+    });
+  }
+
+  async register() {
+    await this.client.connect();
+    const res = await this.request({
+      code: '0.02',
+      options: [
+        [coap.OPT.uriPath, 'rd'], [coap.OPT.contentFormat, 40],
+        [coap.OPT.uriQuery, `ep=${keys.endpoint(this.index)}`], [coap.OPT.uriQuery, 'lt=86400'],
+        [coap.OPT.uriQuery, 'lwm2m=1.1'], [coap.OPT.uriQuery, 'b=U'],
+      ],
+      payload: LINKS,
+    });
+    if (res.code !== '2.01') throw new Error(`registration answered ${res.code} ${res.payload.toString()}`);
+  }
+}
+
+/** Runs `task(i)` for i in [0, count) with at most `concurrency` in flight; returns { ok, failed, ms, error }. */
+async function pool(count, concurrency, task, deadline = Infinity) {
+  let next = 0;
+  let ok = 0;
+  let failed = 0;
+  let error;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < count && performance.now() < deadline) {
+      const i = next++;
+      try {
+        await task(i);
+        ok++;
+      } catch (e) {
+        failed++;
+        error = error || e.message;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return { ok, failed, ms: performance.now() - t0, error };
+}
+
+async function register({ host, port, bind, from, count, concurrency }) {
+  return pool(count, concurrency, async (k) => {
+    const socket = await bindSocket(bind);
+    const d = new Device(from + k, socket, host, port);
+    devices.push(d);
+    await d.register();
+  });
+}
+
+async function handshakes({ host, port, bind, from, idCount, concurrency, durationMs, withRequest }) {
+  const deadline = performance.now() + durationMs;
+  return pool(Number.MAX_SAFE_INTEGER, concurrency, async (k) => {
+    const socket = await bindSocket(bind);
+    const idx = from + (k % idCount);
+    let client;
+    try {
+      const pending = new Map();
+      client = new DtlsClient({
+        socket, host, port, identity: keys.identity(idx), key: keys.key(idx),
+        onData: (d) => {
+          const m = coap.decode(d);
+          const done = m && pending.get(m.mid);
+          if (done) done(m);
+        },
+      });
+      socket.on('message', (m) => client.onDatagram(m));
+      await client.connect();
+      if (withRequest) {
+        const mid = k & 0xffff;
+        const answer = new Promise((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('no answer to the GET')), 5000);
+          pending.set(mid, (m) => {
+            clearTimeout(t);
+            resolve(m);
+          });
+        });
+        client.send(coap.encode({ type: coap.TYPE.CON, code: '0.01', mid, token: Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]), options: [[coap.OPT.uriPath, '3'], [coap.OPT.uriPath, '0'], [coap.OPT.uriPath, '0']] }));
+        await answer;
+      }
+    } finally {
+      client?.close();
+      await closeSocket(socket);
+    }
+  }, deadline);
+}
+
+async function echoStart({ bind, replySize }) {
+  echoSocket = await bindSocket(bind);
+  const reply = Buffer.alloc(replySize, 0x5a);
+  echoSocket.on('message', (m, r) => echoSocket.send(reply, r.port, r.address));
+  return { port: echoSocket.address().port };
+}
+
+async function handle(msg) {
+  switch (msg.cmd) {
+    case 'register': return register(msg);
+    case 'handshakes': return handshakes(msg);
+    case 'echoStart': return echoStart(msg);
+    case 'echoStop':
+      if (echoSocket) await closeSocket(echoSocket);
+      echoSocket = undefined;
+      return {};
+    case 'cpu': return { cpu: process.cpuUsage(), wall: performance.now() };
+    case 'stats': return { ...stats, devices: devices.length };
+    case 'exit':
+      for (const d of devices) d.client.close();
+      await Promise.all(devices.map((d) => closeSocket(d.socket)));
+      if (echoSocket) await closeSocket(echoSocket);
+      setImmediate(() => process.exit(0));
+      return {};
+    default: throw new Error(`unknown command ${msg.cmd}`);
+  }
+}
+
+process.on('message', (msg) => {
+  handle(msg).then(
+    (result) => process.send({ id: msg.id, result }),
+    (err) => process.send({ id: msg.id, error: err.message }),
+  );
+});
+process.on('disconnect', () => process.exit(0));

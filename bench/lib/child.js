@@ -1,0 +1,53 @@
+'use strict';
+/** Spawns a benchmark child process and calls commands on it over IPC (one promise per command). */
+const { fork } = require('node:child_process');
+
+function spawnChild(script, { execArgv = [], env = {}, name = script } = {}) {
+  const proc = fork(script, [], { execArgv, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let seq = 0;
+  const waiting = new Map();
+  let exited = false;
+  const exitPromise = new Promise((resolve) => proc.once('exit', (code, signal) => {
+    exited = true;
+    for (const { reject } of waiting.values()) reject(new Error(`${name} exited (${code ?? signal}) during a command`));
+    waiting.clear();
+    resolve(code);
+  }));
+  proc.on('message', (m) => {
+    const w = waiting.get(m.id);
+    if (!w) return;
+    waiting.delete(m.id);
+    if (m.error) w.reject(new Error(`${name}: ${m.error}`));
+    else w.resolve(m.result);
+  });
+  return {
+    proc,
+    pid: proc.pid,
+    call(cmd, args = {}, timeoutMs = 600_000) {
+      if (exited) return Promise.reject(new Error(`${name} is not running`));
+      const id = ++seq;
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => {
+          waiting.delete(id);
+          reject(new Error(`${name}: ${cmd} took longer than ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiting.set(id, {
+          resolve: (v) => { clearTimeout(t); resolve(v); },
+          reject: (e) => { clearTimeout(t); reject(e); },
+        });
+        proc.send({ id, cmd, ...args });
+      });
+    },
+    /** Asks the child to exit, and kills this child (by its own pid) if it has not exited after graceMs. */
+    async exit(graceMs = 10_000) {
+      if (exited) return;
+      this.call('exit', {}, graceMs).catch(() => undefined);
+      const t = setTimeout(() => { if (!exited) proc.kill('SIGKILL'); }, graceMs);
+      await exitPromise;
+      clearTimeout(t);
+    },
+    exited: () => exited,
+  };
+}
+
+module.exports = { spawnChild };

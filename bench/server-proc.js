@@ -1,0 +1,286 @@
+'use strict';
+/**
+ * The measured process: an Lwm2mServer from the built library (dist/), or the same server inside Node-RED
+ * (the built nodes/lwm2m.js loaded by node-red-node-test-helper). Started with --expose-gc so memory figures are
+ * taken after a full collection. Driven by the parent over IPC.
+ *
+ *   start       { pskFrom, pskCount, hsFrom, hsCount }  Lwm2mServer on 127.0.0.1, plain CoAP off
+ *   noderedStart{ pskFrom, pskCount }                   the same inside a Node-RED flow
+ *   addPsk      { from, count }
+ *   registered  number of registered endpoints
+ *   mem         process.memoryUsage() after gc()
+ *   load        { from, count, window, durationMs, warmupMs, rate? }  LwM2M Read /3/0/0 round trips
+ *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
+ *   stop / exit
+ */
+const dgram = require('node:dgram');
+const path = require('node:path');
+const keys = require('./lib/keys');
+
+const ROOT = path.join(__dirname, '..');
+let server;
+let red; // { helper, reqNode, outNode }
+
+function endpoints(from, count) {
+  return Array.from({ length: count }, (_, i) => keys.endpoint(from + i));
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function summary(lat, n) {
+  const s = Array.from(lat.subarray(0, n)).sort((a, b) => a - b);
+  return { p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s[s.length - 1] ?? NaN, samples: s.length };
+}
+
+/** A UDP port that was free a moment ago (coapsPort 0 means "off" for the server, so it needs a number). */
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function start({ pskFrom, pskCount, hsFrom, hsCount }) {
+  const { Lwm2mServer } = require(path.join(ROOT, 'dist/index.js'));
+  server = new Lwm2mServer({
+    bind: '127.0.0.1', coapPort: 0, coapsPort: await freeUdpPort(), maxSessions: 250_000, idleTimeout: 3600,
+    dtls: { maxHandshakes: 5000 },
+  });
+  server.on('error', () => undefined);
+  const before = memory();
+  addPsk({ from: pskFrom, count: pskCount });
+  addPsk({ from: hsFrom, count: hsCount });
+  const ports = await server.start();
+  return { port: ports.coaps, before, afterPsk: memory() };
+}
+
+function addPsk({ from, count }) {
+  for (let i = from; i < from + count; i++) server.security.add(keys.pskEntry(i));
+  return {};
+}
+
+function memory() {
+  if (global.gc) {
+    global.gc();
+    global.gc();
+  }
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+/** Issues one read; resolves true on a 2.05 answer. */
+function makeRead() {
+  if (red) {
+    const { reqNode, waiters } = red;
+    let n = 0;
+    return (endpoint) => new Promise((resolve) => {
+      const id = `m${++n}`;
+      waiters.set(id, resolve);
+      reqNode.receive({ _benchId: id, endpoint, topic: '/3/0/0', operation: 'read' });
+    });
+  }
+  return (endpoint) => server.request({ endpoint, operation: 'read', path: '/3/0/0', timeout: 10_000 }).then((r) => r.code === '2.05', () => false);
+}
+
+/**
+ * Closed loop (window requests always outstanding) or, with `rate`, open loop (requests started on schedule).
+ * Counts only what completes inside the measuring window (after warmupMs).
+ */
+async function load({ from, count, window, durationMs, warmupMs = 1000, rate }) {
+  const eps = endpoints(from, count);
+  const read = makeRead();
+  const lat = new Float64Array(2_000_000);
+  let nLat = 0;
+  let ok = 0;
+  let failed = 0;
+  let rr = 0;
+  const t0 = performance.now();
+  const mStart = t0 + warmupMs;
+  const mEnd = mStart + durationMs;
+  let cpu0 = process.cpuUsage();
+  let hr0 = process.hrtime.bigint();
+  const armCpu = setTimeout(() => {
+    cpu0 = process.cpuUsage();
+    hr0 = process.hrtime.bigint();
+  }, warmupMs);
+  const one = async () => {
+    const ep = eps[rr++ % eps.length];
+    const s = performance.now();
+    const good = await read(ep);
+    const e = performance.now();
+    if (s >= mStart && e <= mEnd) {
+      if (good) ok++;
+      else failed++;
+      if (nLat < lat.length) lat[nLat++] = e - s;
+    }
+  };
+  if (!rate) {
+    const worker = async () => {
+      while (performance.now() < mEnd) await one();
+    };
+    await Promise.all(Array.from({ length: window }, worker));
+  } else {
+    let started = 0;
+    let inFlight = 0;
+    const maxInFlight = 4 * window + 1000;
+    await new Promise((resolve) => {
+      const tick = setInterval(() => {
+        const now = performance.now();
+        if (now >= mEnd) {
+          clearInterval(tick);
+          const wait = setInterval(() => {
+            if (inFlight === 0) {
+              clearInterval(wait);
+              resolve();
+            }
+          }, 5);
+          return;
+        }
+        const due = Math.floor(((now - t0) / 1000) * rate);
+        while (started < due && inFlight < maxInFlight) {
+          started++;
+          inFlight++;
+          one().finally(() => inFlight--);
+        }
+      }, 1);
+    });
+  }
+  clearTimeout(armCpu);
+  const cpu = process.cpuUsage(cpu0);
+  const wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
+  return {
+    ok, failed, rps: ok / (durationMs / 1000), latency: summary(lat, nLat),
+    cpuPct: (100 * (cpu.user + cpu.system)) / wallUs,
+    windowHr: [hr0.toString(), process.hrtime.bigint().toString()],
+  };
+}
+
+/** Raw UDP: `window` datagrams of `size` bytes always outstanding, spread over the echo targets. */
+async function echo({ targets, window, durationMs, warmupMs = 1000, size }) {
+  const s = dgram.createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const payload = Buffer.alloc(size, 0xa5);
+  let ok = 0;
+  let sent = 0;
+  const t0 = performance.now();
+  const mStart = t0 + warmupMs;
+  const mEnd = mStart + durationMs;
+  let cpu0;
+  let hr0;
+  await new Promise((resolve) => {
+    const send = () => {
+      const t = targets[sent++ % targets.length];
+      s.send(payload, t.port, t.address);
+    };
+    let outstanding = 0;
+    s.on('message', () => {
+      outstanding--;
+      const now = performance.now();
+      if (now >= mStart && now <= mEnd) ok++;
+      if (now < mEnd) {
+        outstanding++;
+        send();
+      } else if (outstanding === 0) resolve();
+    });
+    // A lost datagram would shrink the window: top it up every 20 ms.
+    const topUp = setInterval(() => {
+      const now = performance.now();
+      if (!cpu0 && now >= mStart) {
+        cpu0 = process.cpuUsage();
+        hr0 = process.hrtime.bigint();
+      }
+      if (now >= mEnd + 1000) {
+        clearInterval(topUp);
+        resolve();
+        return;
+      }
+      if (now < mEnd) while (outstanding < window) { outstanding++; send(); }
+    }, 20);
+    while (outstanding < window) { outstanding++; send(); }
+  });
+  const cpu = process.cpuUsage(cpu0);
+  const wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
+  await new Promise((r) => s.close(r));
+  return { ok, rps: ok / (durationMs / 1000), cpuPct: (100 * (cpu.user + cpu.system)) / wallUs };
+}
+
+async function noderedStart({ pskFrom, pskCount }) {
+  const helper = require('node-red-node-test-helper');
+  helper.init(require.resolve('node-red'));
+  const lwm2mNodes = require(path.join(ROOT, 'nodes/lwm2m.js'));
+  const psk = JSON.stringify(Array.from({ length: pskCount }, (_, i) => keys.pskEntry(pskFrom + i)));
+  const flow = [
+    { id: 'tab', type: 'tab', label: 'bench' },
+    { id: 'srv', type: 'lwm2m-server', z: '', name: 'bench', bind: '127.0.0.1', coapPort: 0, coapsPort: await freeUdpPort(), allowNoSec: false, poolMode: 'inbound', idleTimeout: 3600, maxSessions: 250000, minLifetime: 1, maxLifetime: 86400 },
+    { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: 'read', endpoint: '', path: '', format: 'auto', timeout: '', wires: [['out']] },
+    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'out', type: 'helper', z: 'tab' },
+    { id: 'caught', type: 'helper', z: 'tab' },
+  ];
+  const catchNode = require('@node-red/nodes/core/common/25-catch.js');
+  await helper.startServer();
+  await helper.load([lwm2mNodes, catchNode], flow, { srv: { psk } });
+  const srv = helper.getNode('srv');
+  await srv.ready;
+  const waiters = new Map();
+  const settle = (ok) => (m) => {
+    const w = waiters.get(m._benchId);
+    if (w) {
+      waiters.delete(m._benchId);
+      w(ok);
+    }
+  };
+  helper.getNode('out').on('input', settle(true));
+  helper.getNode('caught').on('input', settle(false));
+  red = { helper, reqNode: helper.getNode('req'), waiters };
+  server = srv.lwm2m;
+  return { port: server.ports.coaps };
+}
+
+async function stop() {
+  if (red) {
+    await red.helper.unload();
+    await red.helper.stopServer();
+    red = undefined;
+    server = undefined;
+  }
+  if (server) await server.stop();
+  server = undefined;
+  return {};
+}
+
+async function handle(msg) {
+  switch (msg.cmd) {
+    case 'start': return start(msg);
+    case 'noderedStart': return noderedStart(msg);
+    case 'addPsk': return addPsk(msg);
+    case 'registered': return { count: server.registry.size };
+    case 'mem': return memory();
+    case 'load': return load(msg);
+    case 'echo': return echo(msg);
+    case 'cpu': return { cpu: process.cpuUsage(), hr: process.hrtime.bigint().toString() };
+    case 'stop': return stop();
+    case 'exit':
+      await stop();
+      setImmediate(() => process.exit(0));
+      return {};
+    default: throw new Error(`unknown command ${msg.cmd}`);
+  }
+}
+
+process.on('message', (msg) => {
+  handle(msg).then(
+    (result) => process.send({ id: msg.id, result }),
+    (err) => process.send({ id: msg.id, error: err.stack || err.message }),
+  );
+});
+process.on('disconnect', () => {
+  stop().finally(() => process.exit(0));
+});
