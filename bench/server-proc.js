@@ -11,13 +11,16 @@
  *   mem         process.memoryUsage() after gc()
  *   load        { from, count, window, durationMs, warmupMs, rate? }  LwM2M Read /3/0/0 round trips
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
+ *   cpu         process.cpuUsage() and the wall clock
+ *   heapSnapshot{ file }  after gc()
  *   stop / exit
  */
 const dgram = require('node:dgram');
 const path = require('node:path');
 const keys = require('./lib/keys');
 
-const ROOT = path.join(__dirname, '..');
+/** Where the built dist/ and nodes/ are: the repository, or BENCH_ROOT (another built copy of it). */
+const ROOT = process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..');
 let server;
 let red; // { helper, reqNode, outNode }
 
@@ -265,7 +268,11 @@ async function handle(msg) {
     case 'mem': return memory();
     case 'load': return load(msg);
     case 'echo': return echo(msg);
-    case 'cpu': return { cpu: process.cpuUsage(), hr: process.hrtime.bigint().toString() };
+    case 'cpu': return { cpu: process.cpuUsage(), wall: performance.now() };
+    case 'heapSnapshot': {
+      memory();
+      return { file: require('node:v8').writeHeapSnapshot(msg.file) };
+    }
     case 'stop': return stop();
     case 'exit':
       await stop();

@@ -5,7 +5,22 @@
  *
  * Usage:  node scripts/gen-objects.js <registry-folder> [output.json]
  *
- * The shipped set: OMA Objects 0–7, 9, 10, 19, 21 and every IPSO Object 3300–3399 present in the folder.
+ * To regenerate the shipped definitions (e.g. after the registry publishes a new Object version):
+ *
+ *   1. git clone --depth 1 https://github.com/OpenMobileAlliance/lwm2m-registry.git <registry-folder>
+ *      (its top-level <id>.xml files are the latest version of each Object; older versions live in
+ *      version_history/ and are not read)
+ *   2. node scripts/gen-objects.js <registry-folder>
+ *   3. LWM2M_REGISTRY=<registry-folder> npx mocha test/model.test.ts
+ *      (checks the shipped JSON equals a fresh run, and the core set is complete)
+ *   4. review the diff of src/lwm2m/model/core-objects.json: a changed type or operation changes how values are
+ *      decoded and which writes are refused.
+ *
+ * The shipped set: OMA Objects 0–7, 9, 10, 19, 21 and every IPSO Object 3300–3399 present in the folder. The
+ * script stops when one of the OMA core Objects is missing. Object versions are whatever the registry's
+ * top-level files hold (at the last generation: 0 v1.2, 1 v1.2, 2 v1.1, 3 v1.2, 4 v1.3, 5 v1.2, 6 v1.0, 7 v1.0,
+ * 9 v1.0, 10 v1.1, 19 v1.0, 21 v2.0, IPSO 33xx v1.0–2.0). Users load other Objects (or other versions) at run
+ * time from a folder of DDF files (ObjectModel.loadDirectory); a loaded Object replaces the shipped one.
  * The DDF files are read with the package's own DDF reader (src/lwm2m/model/ddf.ts, loaded through tsx, a
  * dev dependency), so the shipped JSON and run-time DDF loading always agree. Descriptions and
  * range/enumeration texts are left out to keep the package small.

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Editor test (test/browser.test.ts): Debian's chromium, driven headless by playwright-core.
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -5,8 +5,10 @@ import { performance } from 'node:perf_hooks';
 import type { Channel, LogFn } from './channel';
 import { CoapEndpoint, CoapTimeoutError, type CoapMessage, type CoapResponseInit } from './coap';
 import { DtlsServer, type DtlsSession } from './dtls';
+import type { DtlsSessionState } from './dtls/session';
 import { ObjectModel } from './lwm2m/model';
-import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput } from './lwm2m/operations';
+import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput, type PreparedOperation } from './lwm2m/operations';
+import { parsePath } from './lwm2m/path';
 import { observationKey, ObservationStore, type Observation } from './lwm2m/observations';
 import { MailboxTimeoutError, QueueMode } from './lwm2m/queue';
 import { RegistrationInterface } from './lwm2m/registration';
@@ -14,6 +16,24 @@ import { Registry, type Registration } from './lwm2m/registry';
 import { SecurityStore, type PskEntryInput } from './lwm2m/security';
 import { ContentFormat, decodeContent, formatName } from './lwm2m/content';
 import { OutboundDialler, SessionPool, sessionChannel, udpChannel, type PoolMode, type PoolEntry } from './pool';
+
+/**
+ * Everything needed to carry a running server over to a new instance (redeploy) or a new process (restart):
+ * registrations, DTLS sessions (their keys included: treat the whole state as a secret), observations, queue-mode
+ * state and pool counters. JSON-serialisable except `handover`, which only lives in-process.
+ */
+export interface Lwm2mServerState {
+  version: 1;
+  savedAt: number;
+  registrations: Registration[];
+  sessions: DtlsSessionState[];
+  observations: Array<Omit<Observation, 'token' | 'onEnd'> & { token: string }>;
+  queue: Array<{ endpoint: string; awakeUntil: number; asleep: boolean }>;
+  pool: Array<{ endpoint: string; handshakes: number; requests: number; createdAt: number; lastUsed: number }>;
+  counters: { requests: { total: number; overPooledSession: number; timeouts: number }; handshakes: number; handshakesFailed: number };
+  /** In-process only: the detached instance, whose waiting queue-mode requests move to the new one. */
+  handover?: Lwm2mServer;
+}
 
 export interface Lwm2mServerOptions {
   /** Address to bind, default '0.0.0.0'; '::' listens on IPv6 and IPv4. */
@@ -41,6 +61,8 @@ export interface Lwm2mServerOptions {
   coap?: { ackTimeoutMs?: number; ackRandomFactor?: number; maxRetransmit?: number };
   dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number };
   model?: ObjectModel;
+  /** A folder of extra DDF XML object definitions to load into the object model. */
+  modelDir?: string;
   log?: LogFn;
 }
 
@@ -106,6 +128,8 @@ export interface Lwm2mResult {
   location?: string;
   /** observe: the Observe sequence number of the first answer (undefined when the device did not start observing). */
   observe?: number;
+  /** Names from the object model for the paths in the answer, e.g. { "/3/0/0": "Manufacturer" }. */
+  names: Record<string, string>;
 }
 
 export type Lwm2mErrorKind =
@@ -168,6 +192,10 @@ export class Lwm2mServer extends EventEmitter {
   private stopped = false;
   private readonly requestStats = { total: 0, overPooledSession: 0, timeouts: 0 };
   private readonly outboundStats = { handshakes: 0, failed: 0 };
+  /** Handshake counts carried over from a previous instance. */
+  private readonly inheritedStats = { handshakes: 0, failed: 0 };
+  /** Set on a detached instance: the instance that took over (queued requests continue there). */
+  private successor?: Lwm2mServer;
 
   constructor(options: Lwm2mServerOptions = {}) {
     super();
@@ -183,6 +211,11 @@ export class Lwm2mServer extends EventEmitter {
     });
     const log = this.opts.log;
     this.model = options.model ?? new ObjectModel();
+    if (options.modelDir) {
+      const { loaded, errors } = this.model.loadDirectory(options.modelDir);
+      for (const e of errors) log?.('warn', `object definitions: ${e.file}: ${e.error}`);
+      log?.('info', `loaded ${loaded.length} object definition(s) from ${options.modelDir}`);
+    }
     if (options.psk) this.security.replaceAll(options.psk);
     this.coap = new CoapEndpoint({ ...this.opts.coap, onRequest: (req, ch) => this.onCoapRequest(req, ch), log });
     this.dtls = new DtlsServer({
@@ -193,6 +226,7 @@ export class Lwm2mServer extends EventEmitter {
       log,
     });
     this.dtls.on('session', (s: DtlsSession) => this.onDtlsSession(s));
+    this.dtls.on('restored', (s: DtlsSession) => this.onDtlsSession(s, true));
     this.dtls.on('handshakeFailed', (info: { address: string; port: number; identity?: string; alert: string; reason: string }) => {
       log?.('debug', `DTLS handshake from ${info.address}:${info.port}${info.identity !== undefined ? ` (identity "${info.identity}")` : ''} failed: ${info.alert} (${info.reason})`);
       this.emit('handshakeFailed', info);
@@ -237,9 +271,10 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   /** Binds the UDP ports. Rejects with a clear message (and nothing left bound) when a port is in use. */
-  async start(): Promise<{ coap: number; coaps: number }> {
+  async start(state?: Lwm2mServerState): Promise<{ coap: number; coaps: number }> {
     if (this.started) throw new Error('server already started');
     this.started = true;
+    if (state) this.restore(state);
     try {
       if (this.opts.coapPort > 0) {
         this.coapSocket = await this.bindSocket(this.opts.coapPort, (msg, rinfo) => {
@@ -290,17 +325,113 @@ export class Lwm2mServer extends EventEmitter {
     });
   }
 
-  /** Closes sockets, sessions and timers. Safe to call more than once. */
-  async stop(): Promise<void> {
+  /** A snapshot of the state (see Lwm2mServerState). Contains session keys: keep it secret. */
+  exportState(): Lwm2mServerState {
+    return {
+      version: 1,
+      savedAt: Date.now(),
+      registrations: this.registry.all().map((r) => ({ ...r, objects: [...r.objects] })),
+      sessions: this.dtls.exportSessions(),
+      observations: this.observations.all().map(({ onEnd: _onEnd, token, ...o }) => ({ ...o, token: token.toString('hex') })),
+      queue: this.queue.exportState(),
+      pool: this.pool.all().map((e) => ({ endpoint: e.endpoint, handshakes: e.handshakes, requests: e.requests, createdAt: e.createdAt, lastUsed: e.lastUsed })),
+      counters: {
+        requests: { ...this.requestStats },
+        handshakes: this.dtls.stats.handshakes + this.outboundStats.handshakes + this.inheritedStats.handshakes,
+        handshakesFailed: this.dtls.stats.handshakesFailed + this.outboundStats.failed + this.inheritedStats.failed,
+      },
+    };
+  }
+
+  /**
+   * Stops this instance without telling the devices (no close_notify, no de-registration) and returns its state,
+   * for a new instance to start with: `next.start(old.detach())`. Devices notice nothing.
+   */
+  async detach(): Promise<Lwm2mServerState> {
+    const state = this.exportState();
+    state.handover = this;
+    await this.stop({ notify: false });
+    return state;
+  }
+
+  private restore(state: Lwm2mServerState): void {
+    if (state.version !== 1) throw new Error(`unsupported server state version ${String(state.version)}`);
+    for (const reg of state.registrations) this.registry.restore({ ...reg });
+    this.requestStats.total = state.counters.requests.total;
+    this.requestStats.overPooledSession = state.counters.requests.overPooledSession;
+    this.requestStats.timeouts = state.counters.requests.timeouts;
+    this.inheritedStats.handshakes = state.counters.handshakes;
+    this.inheritedStats.failed = state.counters.handshakesFailed;
+    // Sessions come back through the 'restored' event, which binds them to their registrations.
+    this.dtls.importSessions(state.sessions);
+    for (const p of state.pool) {
+      const entry = this.pool.get(p.endpoint);
+      if (!entry) continue;
+      entry.handshakes = p.handshakes;
+      entry.requests = p.requests;
+      entry.createdAt = p.createdAt;
+      entry.lastUsed = p.lastUsed;
+    }
+    this.queue.importState(state.queue);
+    for (const o of state.observations) {
+      if (!this.registry.byEndpoint(o.endpoint)) continue;
+      const obs: Observation = { ...o, token: Buffer.from(o.token, 'hex') };
+      this.observations.add(obs);
+      const channel = this.dtlsChannels.get(obs.channelKey)?.channel ?? this.plainChannelOf(obs.endpoint);
+      if (channel) this.coap.adoptObservation(channel, obs.token, (msg: CoapMessage) => this.deliverRestored(obs, msg));
+    }
+    // Outbound sessions belong to the process that dialled them: dial afresh.
+    if (this.pool.mode === 'outbound') {
+      for (const reg of this.registry.all()) {
+        try {
+          this.bindPool(reg, true);
+        } catch (err) {
+          this.opts.log?.('warn', `endpoint ${reg.endpoint}: ${(err as Error).message}`);
+        }
+      }
+    }
+    if (state.handover) {
+      state.handover.successor = this;
+      state.handover.queue.transferTo(this.queue);
+    }
+    this.opts.log?.('info', `restored ${state.registrations.length} registration(s), ${state.sessions.length} DTLS session(s), ${state.observations.length} observation(s)`);
+  }
+
+  private plainChannelOf(endpoint: string): Channel | undefined {
+    const reg = this.registry.byEndpoint(endpoint);
+    if (!reg || reg.secure || !this.coapSocket) return undefined;
+    return udpChannel(this.coapSocket, reg.address, reg.port, (e) => this.socketError(e));
+  }
+
+  /** Notifications of observations that came over from a previous instance go out as 'notification' events. */
+  private deliverRestored(obs: Observation, msg: CoapMessage): void {
+    const op: PreparedOperation = {
+      operation: obs.composite ? 'observe-composite' : 'observe',
+      path: obs.composite ? {} : parsePath(obs.paths[0]),
+      pathString: obs.paths.join(','),
+      paths: obs.paths,
+      composite: obs.composite,
+      coap: { method: 'GET', path: [] },
+    };
+    this.deliverNotification(obs, op, msg, {} as Lwm2mRequest);
+  }
+
+  /** Closes sockets, sessions and timers. Safe to call more than once. `notify: false` leaves DTLS peers unaware. */
+  async stop(opts: { notify?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    this.queue.close();
-    this.observations.clear();
+    if (opts.notify === false) {
+      // Hand-over: waiting requests stay queued (they move to the successor); observations stay on the devices.
+      this.observations.clear();
+    } else {
+      this.queue.close();
+      this.observations.clear();
+    }
     this.coap.close();
     this.pool.closeAll();
-    this.dtls.close();
+    this.dtls.close({ notify: opts.notify !== false });
     this.dtlsChannels.clear();
     await Promise.all([this.coapSocket, this.coapsSocket].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : undefined)));
     this.coapSocket = undefined;
@@ -322,36 +453,70 @@ export class Lwm2mServer extends EventEmitter {
     return c;
   }
 
-  private onDtlsSession(session: DtlsSession): void {
-    const channel = sessionChannel('dtls', session, session.address, session.port, session.identity, ++this.serial);
-    const counted: Channel = {
-      ...channel,
+  private onDtlsSession(session: DtlsSession, restored = false): void {
+    const meta = (session.meta ?? {}) as { channelKey?: string };
+    const key = restored && typeof meta.channelKey === 'string' ? meta.channelKey : `dtls:${session.address}:${session.port}#${++this.serial}`;
+    session.meta = { channelKey: key };
+    const counters = this.count(key);
+    const channel: Channel = {
+      key,
+      get address() {
+        return session.address;
+      },
+      get port() {
+        return session.port;
+      },
+      secure: true,
+      identity: session.identity,
       send: (data) => {
-        this.count(channel.key).bytesOut += data.length;
-        channel.send(data);
+        counters.bytesOut += data.length;
+        session.send(data);
       },
     };
-    this.dtlsChannels.set(channel.key, { channel: counted, session });
-    this.opts.log?.('debug', `DTLS session established with ${session.address}:${session.port} as "${session.identity}" (${session.cipherSuite})`);
+    this.dtlsChannels.set(key, { channel, session });
+    this.opts.log?.(
+      'debug',
+      `DTLS session ${restored ? 'restored' : 'established'} with ${session.address}:${session.port} as "${session.identity}" (${session.cipherSuite})`,
+    );
     session.on('data', (data: Buffer) => {
-      this.count(channel.key).bytesIn += data.length;
-      this.coap.handle(counted, data);
+      counters.bytesIn += data.length;
+      this.coap.handle(channel, data);
     });
     session.on('close', () => {
-      this.dtlsChannels.delete(channel.key);
-      this.counters.delete(channel.key);
-      this.coap.forgetChannel(channel.key, 'DTLS session closed');
-      this.pool.unbindChannel(channel.key);
+      this.dtlsChannels.delete(key);
+      this.counters.delete(key);
+      this.coap.forgetChannel(key, 'DTLS session closed');
+      this.pool.unbindChannel(key);
     });
+    session.on('migrated', (info: { oldAddress: string; oldPort: number; address: string; port: number }) => {
+      // RFC 9146: an authenticated record from a new address moved the session (NAT rebinding).
+      for (const reg of this.registry.all()) {
+        if (reg.channelKey !== key) continue;
+        reg.address = info.address;
+        reg.port = info.port;
+        const entry = this.pool.get(reg.endpoint);
+        if (entry) {
+          entry.address = info.address;
+          entry.port = info.port;
+        }
+        this.opts.log?.('debug', `endpoint ${reg.endpoint} moved from ${info.oldAddress}:${info.oldPort} to ${info.address}:${info.port} (connection ID)`);
+        this.emit('update', registrationInfo(reg), ['address', 'port']);
+      }
+    });
+    if (restored) {
+      const reg = this.registry.all().find((r) => r.channelKey === key);
+      if (reg && this.pool.mode === 'inbound') this.pool.bindInbound(reg.endpoint, channel, false);
+      return;
+    }
     // A registered device that handshakes again (reboot, new NAT port) keeps its registration: requests now go
     // over the new authenticated session of the same identity.
     const entry = this.security.byIdentity(session.identity);
     const reg = entry ? this.registry.byEndpoint(entry.endpoint) : undefined;
     if (reg && reg.secure && reg.identity === session.identity && this.pool.mode === 'inbound') {
-      reg.channelKey = counted.key;
-      reg.address = counted.address;
-      reg.port = counted.port;
-      this.pool.bindInbound(reg.endpoint, counted, true);
+      reg.channelKey = key;
+      reg.address = session.address;
+      reg.port = session.port;
+      this.pool.bindInbound(reg.endpoint, channel, true);
     }
   }
 
@@ -543,6 +708,8 @@ export class Lwm2mServer extends EventEmitter {
         throw new Lwm2mRequestError(`${op.operation} ${op.pathString}: ${(err as Error).message}`, kind);
       }
       if (req.timeout !== undefined) timeout = Math.max(1, req.timeout - (Date.now() - t0));
+      // Woken on the instance that took over after a redeploy: continue there.
+      if (this.stopped && this.successor) return this.successor.request({ ...req, timeout });
       reg = this.registry.byEndpoint(req.endpoint);
       if (!reg) throw new Lwm2mRequestError(`device "${req.endpoint}" left while the request waited`, 'unknown-endpoint');
     }
@@ -627,7 +794,21 @@ export class Lwm2mServer extends EventEmitter {
       handshakes: entry?.handshakes ?? 0,
       location: res.locationPath.length > 0 ? '/' + res.locationPath.join('/') : undefined,
       observe: observing ? res.observe : undefined,
+      names: this.namesOf(op, payload),
     };
+  }
+
+  private namesOf(op: PreparedOperation, payload: unknown): Record<string, string> {
+    const paths: Record<string, unknown> = {};
+    for (const p of op.paths) if (p !== '/') paths[p] = true;
+    if (payload && typeof payload === 'object' && !Buffer.isBuffer(payload) && !(payload instanceof Date)) {
+      for (const k of Object.keys(payload)) if (k.startsWith('/')) paths[k] = true;
+    }
+    try {
+      return this.model.namesFor(paths);
+    } catch {
+      return {};
+    }
   }
 
   private deliverNotification(obs: Observation, op: import('./lwm2m/operations').PreparedOperation, msg: CoapMessage, req: Lwm2mRequest): void {
@@ -648,16 +829,20 @@ export class Lwm2mServer extends EventEmitter {
       this.opts.log?.('warn', `notification from ${obs.endpoint} for ${op.pathString} could not be decoded: ${(err as Error).message}`);
       return;
     }
+    const n: Lwm2mNotification = {
+      endpoint: obs.endpoint,
+      path: op.pathString,
+      operation: op.composite ? 'observe-composite' : 'observe',
+      code: msg.code,
+      payload,
+      format: msg.payload.length > 0 ? formatName(msg.contentFormat ?? 0) : undefined,
+      observe: msg.observe,
+    };
     try {
-      req.onNotify?.({
-        endpoint: obs.endpoint,
-        path: op.pathString,
-        operation: op.composite ? 'observe-composite' : 'observe',
-        code: msg.code,
-        payload,
-        format: msg.payload.length > 0 ? formatName(msg.contentFormat ?? 0) : undefined,
-        observe: msg.observe,
-      });
+      req.onNotify?.(n);
+      // Every notification is also an event, with the owner that started the observation (Node-RED routes
+      // notifications of observations carried over a redeploy this way).
+      this.emit('notification', n, obs.owner);
     } catch (err) {
       this.opts.log?.('warn', `notification handler failed: ${(err as Error).message}`);
     }

@@ -917,7 +917,13 @@ describe('CoapEndpoint garbage input', () => {
       await assert.rejects(ep.request(ch, { method: 'BREW' as never, path: [] }), TypeError);
       await assert.rejects(ep.request(ch, { method: 'GET', path: ['x'.repeat(300)] }), RangeError);
       await assert.rejects(ep.request(ch, { method: 'GET', path: [], contentFormat: 70000 }), RangeError);
-      await assert.rejects(ep.request(ch, { method: 'PUT', path: [], payload: Buffer.alloc(5000) }), /Max packet size/);
+      // A large payload goes block-wise; with the caller's own Block1 option it must fit one message.
+      const ownBlock1 = [{ name: 'Block1', value: encodeBlock({ num: 0, more: false, szx: 6 }) }];
+      await assert.rejects(
+        ep.request(ch, { method: 'PUT', path: [], payload: Buffer.alloc(5000), options: ownBlock1 }),
+        /Max packet size/,
+      );
+      await assert.rejects(ep.request(ch, { method: 'PUT', path: [], payload: Buffer.alloc(5000), blockSize: 1000 }), RangeError);
       assert.equal(ch.out.length, 0);
     } finally {
       ep.close();

@@ -17,6 +17,8 @@ const psk = (id: string): Buffer | undefined => (id === IDENTITY ? KEY : undefin
 const SUITES: Array<{ node: NodeSuite; openssl: string }> = [
   { node: 'TLS_PSK_WITH_AES_128_CCM_8', openssl: 'PSK-AES128-CCM8' },
   { node: 'TLS_PSK_WITH_AES_128_CBC_SHA256', openssl: 'PSK-AES128-CBC-SHA256' },
+  { node: 'TLS_PSK_WITH_AES_128_CCM', openssl: 'PSK-AES128-CCM' },
+  { node: 'TLS_PSK_WITH_AES_128_GCM_SHA256', openssl: 'PSK-AES128-GCM-SHA256' },
 ];
 
 /** Resources to release after each test, whatever happened. */
@@ -168,7 +170,7 @@ describe('DtlsServer with node-dtls-client', () => {
   });
 
   it('no common cipher suite: handshake_failure', async () => {
-    const h = await harness();
+    const h = await harness({ pskLookup: psk, cipherSuites: ['TLS_PSK_WITH_AES_128_CCM_8', 'TLS_PSK_WITH_AES_128_CBC_SHA256'] });
     const failed = failures(h);
     const c = client(h, 'TLS_PSK_WITH_AES_128_GCM_SHA256');
     const err = await c.connected.then(() => undefined, (e: Error) => e);

@@ -157,6 +157,42 @@ describe('Node-RED nodes', function () {
     assert.equal(await udpPortIsFree(coapPort), true);
   });
 
+  it('redeploying the config node hands registrations, the DTLS session and observations over: devices notice nothing', async () => {
+    const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
+    const f = flow(coapPort, coapsPort);
+    (f.find((n) => n.id === 'req') as Record<string, unknown>).operation = '';
+    await helper.load([lwm2mNodes, catchNode], f, { srv: CREDS });
+    await helper.getNode('srv').ready;
+    device = new SimulatedDevice({ endpoint: 'node-dev', host: '127.0.0.1', port: coapsPort, psk: { identity: 'node-dev-id', key: KEY } });
+    let disconnected = false;
+    device.on('disconnected', () => (disconnected = true));
+    await device.start();
+    let out = collect('out');
+    helper.getNode('req').receive({ endpoint: 'node-dev', topic: '/3303/0/5700', operation: 'observe' } as object);
+    await waitFor(() => out.length === 1, 3000, 'observe answer');
+
+    for (const type of ['nodes', 'full'] as const) {
+      const changed = flow(coapPort, coapsPort, { name: `after ${type}`, idleTimeout: type === 'full' ? 302 : 301 });
+      (changed.find((n) => n.id === 'req') as Record<string, unknown>).operation = '';
+      await helper.setFlows(changed, type, { srv: CREDS });
+      const srv = helper.getNode('srv');
+      await srv.ready;
+      assert.equal(srv.lwm2m.registrations().length, 1, `${type}: registration kept`);
+      out = collect('out');
+      helper.getNode('req').receive({ endpoint: 'node-dev', topic: '/3/0/0', operation: 'read' } as object);
+      await waitFor(() => out.length === 1, 3000, `${type}: read after redeploy`);
+      assert.equal(out[0].payload, 'Open Mobile Alliance');
+      assert.equal(out[0].lwm2m?.sessionReused, true);
+      assert.equal(out[0].lwm2m?.handshakes, 1);
+      assert.equal(srv.lwm2m.stats().handshakes.total, 1, `${type}: no new handshake`);
+      // The observation started before the redeploy still reports through the (new) request node.
+      device.set('/3303/0/5700', type === 'nodes' ? 30 : 31);
+      await waitFor(() => out.length === 2, 3000, `${type}: notification after redeploy`);
+      assert.equal(out[1].payload, type === 'nodes' ? 30 : 31);
+    }
+    assert.equal(disconnected, false, 'the device never saw its session close');
+  });
+
   it('a port in use shows a red status and does not crash the runtime', async () => {
     const [coapPort, coapsPort] = [await freeUdpPort(), await freeUdpPort()];
     const dgram = await import('node:dgram');

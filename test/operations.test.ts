@@ -189,6 +189,29 @@ for (const transport of ['dtls', 'coap'] as const) {
   });
 }
 
+describe('Object model in requests', function () {
+  let server: Lwm2mServer;
+  let device: SimulatedDevice;
+  afterEach(async () => {
+    await device?.stop();
+    await server?.stop();
+  });
+
+  it('names the paths of an answer, validates values before sending, loads extra DDF files from a folder', async () => {
+    server = new Lwm2mServer({ bind: '127.0.0.1', coapPort: await freeUdpPort(), coapsPort: 0, allowNoSec: true, modelDir: `${__dirname}/fixtures/ddf-folder` });
+    await server.start();
+    device = new SimulatedDevice({ endpoint: 'm1', host: '127.0.0.1', port: server.ports.coap, objects: { '/3/0': { 0: 'ACME', 9: 50 }, '/1/0': { 1: 300 }, '/40010/0': { 0: 'x' } } });
+    await device.start();
+    const r = await server.request({ endpoint: 'm1', operation: 'read', path: '/3/0' });
+    assert.equal(r.names['/3/0/0'], 'Manufacturer');
+    assert.equal(r.names['/3/0/9'], 'Battery Level');
+    const before = device.requestsHandled;
+    await assert.rejects(server.request({ endpoint: 'm1', operation: 'write', path: '/1/0/1', payload: 'abc' }), (e: Lwm2mRequestError) => e.kind === 'bad-input' && /1\/0\/1/.test(e.message));
+    assert.equal(device.requestsHandled, before, 'nothing sent');
+    assert.ok(server.model.get(40010), 'object 40010 loaded from the folder');
+  });
+});
+
 describe('Registration edge cases', function () {
   let server: Lwm2mServer;
   afterEach(async () => server?.stop());

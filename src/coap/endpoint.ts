@@ -1,14 +1,21 @@
 /**
- * CoAP endpoint over any datagram Channel (RFC 7252 messaging, RFC 7641 Observe client side).
+ * CoAP endpoint over any datagram Channel (RFC 7252 messaging, RFC 7641 Observe client side, RFC 7959
+ * block-wise transfers in both directions).
  *
  * One instance serves many channels (peers). Per channel it keeps message ids, pending outgoing exchanges
- * (matched by message id for ACK/RST and by token for responses), observations, and a duplicate-detection
- * cache for incoming messages. All state hangs off the instance; every timer it creates is cleared by close().
+ * (matched by message id for ACK/RST and by token for responses), observations, a duplicate-detection
+ * cache for incoming messages, incoming Block1 reassemblies and large responses being served in Block2
+ * blocks. All state hangs off the instance; every timer it creates is cleared by close().
+ *
+ * Block-wise transfers are transparent to callers: `request()` splits a large payload into Block1 blocks and
+ * reassembles a Block2 response (and Block2 notifications) into one message; incoming Block1 requests reach
+ * `onRequest` once with the whole body, and a response larger than the block size is served in Block2 blocks.
  */
 import { randomBytes } from 'crypto';
 import type { Channel, LogFn } from '../channel';
 import {
   ChannelClosedError,
+  CoapBodyTooLargeError,
   CoapFormatError,
   CoapProtocolError,
   CoapResetError,
@@ -17,26 +24,34 @@ import {
   RequestAbortedError,
 } from './errors';
 import {
+  BlockValue,
   CoapMessage,
   CoapMethod,
   CoapOption,
+  blockSize,
   codeClass,
+  decodeBlock,
   decodeMessage,
+  describeCode,
   describeMessage,
   emptyMessage,
+  encodeBlock,
   encodeMessage,
   encodeUint,
   findUnrecognisedCritical,
   getOption,
+  getUintOption,
   isRequestCode,
   isResponseCode,
   isSuccessCode,
   methodCode,
   methodName,
   normaliseCode,
+  optionNumber,
   pathOptions,
   peekHeader,
   queryOptions,
+  szxForSize,
 } from './message';
 
 export interface CoapRequestInit {
@@ -57,6 +72,17 @@ export interface CoapRequestInit {
    * observation must carry the observation's token). An observation still registered under it is ended first.
    */
   token?: Buffer;
+  /**
+   * Block1 size in bytes for this request (16, 32, 64, 128, 256, 512 or 1024); default the endpoint's
+   * `blockSize`. A payload larger than this is sent block-wise (RFC 7959 §2.5); a smaller size the peer asks
+   * for in its 2.31 Continue (or 4.13 answer to the first block) is honoured.
+   */
+  blockSize?: number;
+  /**
+   * Ask the peer up front for Block2 blocks of at most this size (16..1024, a power of two; RFC 7959 §2.4
+   * early negotiation). Default: no Block2 option on the first request, the peer picks.
+   */
+  block2Size?: number;
 }
 
 export interface CoapResponseInit {
@@ -96,7 +122,40 @@ export interface CoapEndpointOptions {
   maxMessageSize?: number;
   /** Cap on duplicate-detection entries over all channels, default 100000; beyond it new ones are not cached. */
   maxDedupEntries?: number;
-  /** Handles incoming requests. Throwing or rejecting answers 5.00. */
+  /**
+   * Block size in bytes (16, 32, 64, 128, 256, 512 or 1024, default 1024) for Block1 request bodies this
+   * endpoint sends and for Block2 responses it serves. A 1024-byte block with CoAP headers stays within the
+   * default `maxMessageSize` (1152) and, inside a DTLS record plus IPv6/UDP headers, under the 1280-byte
+   * IPv6 minimum MTU; constrained links may need 512 or less.
+   */
+  blockSize?: number;
+  /**
+   * Largest body reassembled from blocks, in either direction, default 16 MiB (16777216). A larger Block2
+   * response rejects the request with CoapBodyTooLargeError; a larger incoming Block1 request is answered
+   * 4.13 Request Entity Too Large with Size1 set to the limit.
+   */
+  maxBodySize?: number;
+  /**
+   * An incoming Block1 reassembly, or a large response cached to serve its Block2 blocks, is dropped after
+   * this many ms without a block request for it. Default 120000.
+   */
+  blockTransferTimeoutMs?: number;
+  /**
+   * Incoming Block1 reassemblies (and, separately, cached Block2 responses) kept per channel, default 4;
+   * starting one more drops the least recently used.
+   */
+  maxBlockTransfersPerChannel?: number;
+  /**
+   * Bytes held over all channels for incoming Block1 reassemblies and cached Block2 responses, default
+   * 64 MiB (67108864). A Block1 transfer that would exceed it is answered 4.13; a response that would exceed
+   * it is not cached (a later block request then calls `onRequest` again).
+   */
+  maxBlockBufferBytes?: number;
+  /**
+   * Handles incoming requests. Throwing or rejecting answers 5.00. A request sent in Block1 blocks arrives
+   * here once, with the whole body and without Block1/Size1 options; a response whose payload is larger than
+   * `blockSize` (or than the Block2 size the peer asked for) is sent in Block2 blocks.
+   */
   onRequest: (req: CoapMessage, channel: Channel) => CoapResponseInit | Promise<CoapResponseInit>;
   /** 'trace' for each exchange, 'debug' for dropped input, 'warn' for handler failures. */
   log?: LogFn;
@@ -116,6 +175,14 @@ export interface CoapEndpointStats {
   staleNotifications: number;
   resetsSent: number;
   resetsReceived: number;
+  /** Block1/Block2 blocks put on the wire as requests (not counting retransmissions). */
+  blocksSent: number;
+  /** Block1 blocks of incoming requests accepted. */
+  blocksReceived: number;
+  /** Block2 blocks served in responses to incoming requests. */
+  blocksServed: number;
+  /** Block-wise transfers that ended in an error (either direction). */
+  blockTransferErrors: number;
 }
 
 interface DedupEntry {
@@ -149,6 +216,62 @@ interface Exchange {
   lastObserveAt: number;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** How to fetch the remaining blocks of a Block2 notification (observations with automatic block-wise). */
+  template?: BlockTemplate;
+  /** Increases with each fresh notification; a reassembled notification is delivered only if still current. */
+  notifyGen: number;
+}
+
+/** What a follow-up Block2 request repeats from the original request. */
+interface BlockTemplate {
+  code: string;
+  label: string;
+  /** Options of the original request without Observe and block options. */
+  options: CoapOption[];
+  /** FETCH only: the body, repeated in each Block2 request when it fit in one message (RFC 8132 §2.3.2). */
+  payload?: Buffer;
+  confirmable: boolean;
+}
+
+/** One outgoing block-wise transfer (a request and its follow-up block requests). */
+interface TransferCtx {
+  state: ChannelState;
+  label: string;
+  startedAt: number;
+  /** Absolute `now()` deadline from the caller's timeoutMs. */
+  deadline?: number;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Blocks transferred so far, for error messages. */
+  blocks: number;
+}
+
+interface ExchangeSpec {
+  code: string;
+  label: string;
+  options: CoapOption[];
+  payload?: Buffer;
+  confirmable: boolean;
+  token: Buffer;
+  /** The caller chose the token (init.token): end an observation under it, refuse if a request uses it. */
+  explicitToken: boolean;
+  template?: BlockTemplate;
+}
+
+/** An incoming Block1 request body being reassembled (RFC 7959 §2.5), keyed by method and URI. */
+interface Reassembly {
+  chunks: Buffer[];
+  bytes: number;
+  lastNum: number;
+  lastSzx: number;
+  expiresAt: number;
+}
+
+/** A large response being served in Block2 blocks, keyed by method and URI. */
+interface ServedBody {
+  res: CoapResponseInit;
+  payload: Buffer;
+  expiresAt: number;
 }
 
 interface ChannelState {
@@ -164,6 +287,10 @@ interface ChannelState {
   keepUntil: number;
   /** Incoming requests whose handler has not answered yet. */
   handling: number;
+  /** Incoming Block1 bodies, in least-recently-used order. */
+  reassemblies: Map<string, Reassembly>;
+  /** Large responses being served block by block, in least-recently-used order. */
+  served: Map<string, ServedBody>;
 }
 
 /** RFC 7641 §3.4: is notification sequence `v2` (received `elapsedMs` after `v1`) fresher than `v1`? */
@@ -187,6 +314,10 @@ export class CoapEndpoint {
     staleNotifications: 0,
     resetsSent: 0,
     resetsReceived: 0,
+    blocksSent: 0,
+    blocksReceived: 0,
+    blocksServed: 0,
+    blockTransferErrors: 0,
   };
 
   private readonly ackTimeoutMs: number;
@@ -198,6 +329,12 @@ export class CoapEndpoint {
   private readonly tokenLength: number;
   private readonly maxMessageSize: number;
   private readonly maxDedupEntries: number;
+  private readonly blockSzx: number;
+  private readonly maxBodySize: number;
+  private readonly blockTransferTimeoutMs: number;
+  private readonly maxBlockTransfersPerChannel: number;
+  private readonly maxBlockBufferBytes: number;
+  private blockBufferBytes = 0;
   private readonly onRequest: CoapEndpointOptions['onRequest'];
   private readonly logFn?: LogFn;
   private readonly now: () => number;
@@ -226,6 +363,14 @@ export class CoapEndpoint {
     }
     this.maxMessageSize = positive(opts.maxMessageSize, 1152, 'maxMessageSize');
     this.maxDedupEntries = positive(opts.maxDedupEntries, 100000, 'maxDedupEntries');
+    this.blockSzx = blockSzxOf(opts.blockSize, 'blockSize') ?? 6;
+    this.maxBodySize = positive(opts.maxBodySize, 16 * 1024 * 1024, 'maxBodySize');
+    this.blockTransferTimeoutMs = positive(opts.blockTransferTimeoutMs, 120000, 'blockTransferTimeoutMs');
+    this.maxBlockTransfersPerChannel = opts.maxBlockTransfersPerChannel ?? 4;
+    if (!Number.isInteger(this.maxBlockTransfersPerChannel) || this.maxBlockTransfersPerChannel < 1) {
+      throw new RangeError('maxBlockTransfersPerChannel must be a positive integer');
+    }
+    this.maxBlockBufferBytes = positive(opts.maxBlockBufferBytes, 64 * 1024 * 1024, 'maxBlockBufferBytes');
     this.onRequest = opts.onRequest;
     this.logFn = opts.log;
     this.now = opts.now ?? (() => performance.now());
@@ -248,55 +393,309 @@ export class CoapEndpoint {
     }
   }
 
-  /** Sends a request and resolves with the (first) response. */
+  /**
+   * Sends a request and resolves with the (first) response.
+   *
+   * Block-wise (RFC 7959) happens here without the caller noticing: a payload larger than the block size goes
+   * out as a Block1 transfer (each block confirmable when the request is, the final response resolves), and a
+   * response carrying Block2 with more blocks to come is completed by fetching the remaining blocks (same
+   * method and options, same token; a fresh one when the token is an observation's) and resolves with the
+   * whole body (first response's code and options, Block2 removed). A non-2.xx answer to a block ends the
+   * transfer and resolves with that answer. `timeoutMs` caps the whole transfer. Passing a Block1 or Block2
+   * option in `init.options` turns this off for the request (the caller does block-wise itself).
+   */
   request(channel: Channel, init: CoapRequestInit, opts: CoapRequestOptions = {}): Promise<CoapMessage> {
     if (this.closed) return Promise.reject(new EndpointClosedError('CoAP endpoint is closed'));
     if (opts.signal?.aborted) return Promise.reject(abortError(opts.signal));
-    let options: CoapOption[];
+    let base: CoapOption[];
+    let observeOption: CoapOption | undefined;
     let confirmable: boolean;
+    let code: string;
+    let automatic: boolean;
+    let block1Szx: number;
+    let block2Szx: number | undefined;
+    let label: string;
     try {
       if (!init || typeof init.method !== 'string') throw new TypeError('request needs a method');
-      const code = methodCode(init.method);
+      code = methodCode(init.method);
       if (!code) throw new TypeError(`unknown CoAP method '${String(init.method)}'`);
       if (!Array.isArray(init.path)) throw new TypeError('request path must be an array of segments');
-      options = [...pathOptions(init.path), ...queryOptions(init.query ?? [])];
-      if (init.contentFormat !== undefined) options.push({ name: 'Content-Format', value: uint16(init.contentFormat) });
-      if (init.accept !== undefined) options.push({ name: 'Accept', value: uint16(init.accept) });
+      label = `${init.method} /${init.path.join('/')}`;
+      base = [...pathOptions(init.path), ...queryOptions(init.query ?? [])];
+      if (init.contentFormat !== undefined) base.push({ name: 'Content-Format', value: uint16(init.contentFormat) });
+      if (init.accept !== undefined) base.push({ name: 'Accept', value: uint16(init.accept) });
       if (init.observe !== undefined) {
         if (!Number.isInteger(init.observe) || init.observe < 0 || init.observe > 0xffffff) {
           throw new RangeError('observe must be 0..2^24-1');
         }
-        options.push({ name: 'Observe', value: encodeUint(init.observe) });
+        observeOption = { name: 'Observe', value: encodeUint(init.observe) };
       }
-      if (init.options) options.push(...init.options);
+      if (init.options) base.push(...init.options);
       if (init.token !== undefined && (!Buffer.isBuffer(init.token) || init.token.length > 8)) {
         throw new RangeError('token must be a Buffer of at most 8 bytes');
       }
+      if (init.payload !== undefined && !Buffer.isBuffer(init.payload)) throw new TypeError('payload must be a Buffer');
       if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) throw new RangeError('timeoutMs must be positive');
       confirmable = init.confirmable !== false;
+      block1Szx = blockSzxOf(init.blockSize, 'blockSize') ?? this.blockSzx;
+      block2Szx = blockSzxOf(init.block2Size, 'block2Size');
+      automatic = !base.some((o) => {
+        const n = optionNumber(o.name);
+        return n === BLOCK1 || n === BLOCK2;
+      });
     } catch (err) {
       return Promise.reject(err);
     }
 
     const state = this.stateFor(channel);
     let token: Buffer;
-    if (init.token !== undefined) {
-      token = Buffer.from(init.token);
-      const key = token.toString('hex');
-      const existing = state.byToken.get(key);
-      if (existing) {
-        if (existing.settled && existing.observing) this.finish(existing);
-        else return Promise.reject(new Error(`token ${key} is in use by a pending request`));
-      }
-      state.cancelledTokens.delete(key);
-    } else {
-      token = this.newToken(state);
+    try {
+      token = init.token !== undefined ? Buffer.from(init.token) : this.newToken(state);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    const payload = init.payload;
+    const withoutBlocks = base.filter((o) => !TRANSFER_OPTIONS.has(optionNumber(o.name) ?? -1));
+    const template: BlockTemplate = {
+      code,
+      label,
+      options: withoutBlocks,
+      payload: init.method === 'FETCH' && payload && payload.length <= blockSize(block1Szx) ? payload : undefined,
+      confirmable,
+    };
+    const ctx: TransferCtx = {
+      state,
+      label,
+      startedAt: this.now(),
+      deadline: opts.timeoutMs !== undefined ? this.now() + opts.timeoutMs : undefined,
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+      blocks: 0,
+    };
+    const spec: ExchangeSpec = {
+      code,
+      label,
+      options: observeOption ? [...base, observeOption] : base,
+      payload,
+      confirmable,
+      token,
+      explicitToken: init.token !== undefined,
+      template: automatic && opts.onNotification ? template : undefined,
+    };
+    if (!automatic) return this.startExchange(state, spec, opts);
+    if (payload && payload.length > blockSize(block1Szx)) {
+      return this.sendBlock1(ctx, spec, template, payload, block1Szx, block2Szx, observeOption, opts);
+    }
+    if (block2Szx !== undefined) spec.options = [...spec.options, blockOption(BLOCK2_NAME, 0, false, block2Szx)];
+    return this.startExchange(state, spec, opts).then((res) => this.completeBlock2(ctx, template, res, opts));
+  }
+
+  /** Sends `payload` in Block1 blocks (RFC 7959 §2.5) and resolves with the final response. */
+  private async sendBlock1(
+    ctx: TransferCtx,
+    spec: ExchangeSpec,
+    template: BlockTemplate,
+    payload: Buffer,
+    startSzx: number,
+    block2Szx: number | undefined,
+    observeOption: CoapOption | undefined,
+    opts: CoapRequestOptions,
+  ): Promise<CoapMessage> {
+    const base = spec.options.filter((o) => o !== observeOption);
+    let szx = startSzx;
+    let offset = 0;
+    let restarted = false;
+    try {
+      if (payload.length > blockSize(szx) * 0x100000) throw new RangeError(`payload of ${payload.length} bytes needs more than 2^20 blocks`);
+      for (;;) {
+        const size = blockSize(szx);
+        const num = offset / size;
+        const more = offset + size < payload.length;
+        const options = [...base, blockOption(BLOCK1_NAME, num, more, szx)];
+        if (num === 0) options.push({ name: 'Size1', value: encodeUint(payload.length) });
+        if (!more) {
+          if (observeOption) options.push(observeOption);
+          if (block2Szx !== undefined) options.push(blockOption(BLOCK2_NAME, 0, false, block2Szx));
+        }
+        const step: ExchangeSpec = {
+          ...spec,
+          label: `${ctx.label} (block1 ${num}${more ? '+' : ''})`,
+          options,
+          payload: payload.subarray(offset, offset + size),
+          // The caller's token semantics apply to the first block only; later blocks reuse the transfer's token.
+          explicitToken: spec.explicitToken && offset === 0,
+          template: more ? undefined : spec.template,
+        };
+        const res = await this.transferStep(ctx, step, more ? {} : { onNotification: opts.onNotification });
+        if (!more) return await this.completeBlock2(ctx, template, res, opts);
+        if (!isSuccessCode(res.code)) {
+          const b = blockOf(res, BLOCK1_NAME);
+          if (res.code === '4.13' && num === 0 && !restarted && b && b.szx < szx) {
+            // RFC 7959 §2.9.3: the server prefers smaller blocks; start over with its size.
+            szx = b.szx;
+            restarted = true;
+            continue;
+          }
+          this.stats.blockTransferErrors++;
+          return res;
+        }
+        const b = blockOf(res, BLOCK1_NAME);
+        if (b && b.num !== num) {
+          throw new CoapProtocolError(`${ctx.label} to ${ctx.state.key}: block1 ${num} acknowledged as block ${b.num}`);
+        }
+        offset += size;
+        if (b && b.szx < szx) szx = b.szx; // honour the smaller size the peer asked for
+      }
+    } catch (err) {
+      this.stats.blockTransferErrors++;
+      throw err;
+    }
+  }
+
+  /**
+   * When `first` carries Block2 with more blocks to come, fetches the rest and resolves with the whole body;
+   * otherwise resolves with `first` unchanged.
+   */
+  private async completeBlock2(
+    ctx: TransferCtx,
+    template: BlockTemplate,
+    first: CoapMessage,
+    opts: CoapRequestOptions,
+  ): Promise<CoapMessage> {
+    const b = blockOf(first, BLOCK2_NAME);
+    if (!b || !b.more || !isSuccessCode(first.code)) return first;
+    const observing = opts.onNotification !== undefined && first.observe !== undefined;
+    try {
+      // RFC 7959 §2.6: the observation's token stays with the observation; the rest comes with another one.
+      const token = observing ? this.newToken(ctx.state) : first.token;
+      return await this.fetchBlock2(ctx, template, first, b, token);
+    } catch (err) {
+      this.stats.blockTransferErrors++;
+      if (observing && !this.closed) this.cancelObservation(ctx.state.channel, first.token);
+      throw err;
+    }
+  }
+
+  /** Fetches blocks after `first` (RFC 7959 §2.4) and returns `first` with the whole body and without Block2. */
+  private async fetchBlock2(
+    ctx: TransferCtx,
+    template: BlockTemplate,
+    first: CoapMessage,
+    b0: BlockValue,
+    token: Buffer,
+  ): Promise<CoapMessage> {
+    const where = `${ctx.label} to ${ctx.state.key}`;
+    if (b0.num !== 0) throw new CoapProtocolError(`${where}: first response is block ${b0.num}, not block 0`);
+    if (first.payload.length !== blockSize(b0.szx)) {
+      throw new CoapProtocolError(`${where}: block 0 has ${first.payload.length} bytes, expected ${blockSize(b0.szx)}`);
+    }
+    const size2 = getUintOption(first.options, 'Size2');
+    if (size2 !== undefined && size2 > this.maxBodySize) {
+      throw new CoapBodyTooLargeError(`${where}: response body of ${size2} bytes (Size2) exceeds the limit of ${this.maxBodySize}`, this.maxBodySize, size2);
+    }
+    const etag = getOption(first.options, 'ETag');
+    const chunks: Buffer[] = [first.payload];
+    let offset = first.payload.length;
+    let szx = b0.szx;
+    for (;;) {
+      const num = offset / blockSize(szx);
+      if (num > 0xfffff) throw new CoapProtocolError(`${where}: response has more than 2^20 blocks`);
+      const res = await this.transferStep(ctx, {
+        code: template.code,
+        label: `${ctx.label} (block2 ${num})`,
+        options: [...template.options, blockOption(BLOCK2_NAME, num, false, szx)],
+        payload: template.payload,
+        confirmable: template.confirmable,
+        token,
+        explicitToken: false,
+      });
+      if (!isSuccessCode(res.code)) return res;
+      const b = blockOf(res, BLOCK2_NAME);
+      if (!b) throw new CoapProtocolError(`${where}: answer to block2 ${num} has no Block2 option`);
+      if (b.szx > szx || b.num * blockSize(b.szx) !== offset) {
+        throw new CoapProtocolError(`${where}: asked for block ${num} (${blockSize(szx)} bytes), got block ${b.num} (${blockSize(b.szx)} bytes)`);
+      }
+      if (b.more && res.payload.length !== blockSize(b.szx)) {
+        throw new CoapProtocolError(`${where}: block ${b.num} has ${res.payload.length} bytes, expected ${blockSize(b.szx)}`);
+      }
+      const tag = getOption(res.options, 'ETag');
+      if (etag !== undefined && (tag === undefined || !tag.equals(etag))) {
+        throw new CoapProtocolError(`${where}: the representation changed during the block-wise transfer (ETag)`);
+      }
+      offset += res.payload.length;
+      if (offset > this.maxBodySize) {
+        throw new CoapBodyTooLargeError(`${where}: response body exceeds the limit of ${this.maxBodySize} bytes`, this.maxBodySize, offset);
+      }
+      chunks.push(res.payload);
+      szx = b.szx;
+      if (!b.more) break;
+    }
+    return {
+      ...first,
+      payload: Buffer.concat(chunks, offset),
+      options: first.options.filter((o) => optionNumber(o.name) !== BLOCK2),
+    };
+  }
+
+  /** One exchange of a block-wise transfer: checks the transfer is still wanted and within its deadline. */
+  private async transferStep(
+    ctx: TransferCtx,
+    spec: ExchangeSpec,
+    extra: { onNotification?: (msg: CoapMessage) => void } = {},
+  ): Promise<CoapMessage> {
+    if (this.closed) throw new EndpointClosedError('CoAP endpoint closed');
+    if (this.channels.get(ctx.state.key) !== ctx.state) {
+      throw new ChannelClosedError(`channel ${ctx.state.key} closed during the block-wise transfer of ${ctx.label}`, ctx.state.key);
+    }
+    if (ctx.signal?.aborted) throw abortError(ctx.signal);
+    let timeoutMs: number | undefined;
+    if (ctx.deadline !== undefined) {
+      timeoutMs = ctx.deadline - this.now();
+      if (timeoutMs <= 0) throw this.transferTimeout(ctx, ctx.blocks);
+    }
+    this.stats.blocksSent++;
+    try {
+      const res = await this.startExchange(ctx.state, spec, { timeoutMs, signal: ctx.signal, ...extra });
+      ctx.blocks++;
+      return res;
+    } catch (err) {
+      if (err instanceof CoapTimeoutError && ctx.deadline !== undefined && this.now() >= ctx.deadline - 1) {
+        throw this.transferTimeout(ctx, err.transmissions);
+      }
+      throw err;
+    }
+  }
+
+  private transferTimeout(ctx: TransferCtx, transmissions: number): CoapTimeoutError {
+    this.stats.timeouts++;
+    const elapsed = Math.round(this.now() - ctx.startedAt);
+    return new CoapTimeoutError(
+      `${ctx.label} to ${ctx.state.key}: block-wise transfer not finished within ${ctx.timeoutMs} ms (${ctx.blocks} blocks exchanged)`,
+      transmissions,
+      elapsed,
+    );
+  }
+
+  /** Puts one request on the wire and resolves with its response (the first one, for an observation). */
+  private startExchange(
+    state: ChannelState,
+    spec: ExchangeSpec,
+    opts: CoapRequestOptions,
+  ): Promise<CoapMessage> {
+    const token = spec.token;
+    const tokenKey = token.toString('hex');
+    const existing = state.byToken.get(tokenKey);
+    if (existing) {
+      if (spec.explicitToken && existing.settled && existing.observing) this.finish(existing);
+      else return Promise.reject(new Error(`token ${tokenKey} is in use by a pending request`));
+    }
+    if (spec.explicitToken) state.cancelledTokens.delete(tokenKey);
+    const confirmable = spec.confirmable;
     const messageId = this.nextMessageId(state);
     let bytes: Buffer;
     try {
       bytes = encodeMessage(
-        { type: confirmable ? 'CON' : 'NON', code: methodCode(init.method), messageId, token, options, payload: init.payload },
+        { type: confirmable ? 'CON' : 'NON', code: spec.code, messageId, token, options: spec.options, payload: spec.payload },
         this.maxMessageSize,
       );
     } catch (err) {
@@ -307,11 +706,11 @@ export class CoapEndpoint {
       const ex: Exchange = {
         state,
         token,
-        tokenKey: token.toString('hex'),
+        tokenKey,
         messageId,
         bytes,
         confirmable,
-        label: `${init.method} /${init.path.join('/')}`,
+        label: spec.label,
         startedAt: this.now(),
         transmissions: 0,
         timeoutMs: 0,
@@ -326,6 +725,8 @@ export class CoapEndpoint {
         lastObserve: 0,
         lastObserveAt: 0,
         signal: opts.signal,
+        template: spec.template,
+        notifyGen: 0,
       };
       state.byToken.set(ex.tokenKey, ex);
       state.byMessageId.set(messageId, ex);
@@ -539,7 +940,45 @@ export class CoapEndpoint {
     }
     ex.lastObserve = msg.observe;
     ex.lastObserveAt = t;
-    this.notify(ex, msg);
+    ex.notifyGen++;
+    const b = ex.template ? blockOf(msg, BLOCK2_NAME) : undefined;
+    if (b && b.more) this.completeNotification(ex, msg, b);
+    else this.notify(ex, msg);
+  }
+
+  /**
+   * RFC 7959 §2.6: a notification carrying the first Block2 block; fetch the rest (GET without Observe, with
+   * a token of its own) and deliver the whole body, unless a newer notification arrived meanwhile.
+   */
+  private completeNotification(ex: Exchange, msg: CoapMessage, b: BlockValue): void {
+    const template = ex.template as BlockTemplate;
+    const gen = ex.notifyGen;
+    const ctx: TransferCtx = { state: ex.state, label: template.label, startedAt: this.now(), blocks: 0 };
+    let token: Buffer;
+    try {
+      token = this.newToken(ex.state);
+    } catch (err) {
+      this.log('debug', `coap ${ex.state.key} notification for ${ex.label} dropped: ${errorText(err)}`);
+      return;
+    }
+    this.fetchBlock2(ctx, template, msg, b, token).then(
+      (full) => {
+        if (!ex.observing || ex.notifyGen !== gen) {
+          this.log('trace', `coap ${ex.state.key} block-wise notification obs=${msg.observe} superseded, dropped`);
+          return;
+        }
+        if (!isSuccessCode(full.code)) {
+          this.stats.blockTransferErrors++;
+          this.log('debug', `coap ${ex.state.key} notification for ${ex.label} dropped: its blocks were answered ${describeCode(full.code)}`);
+          return;
+        }
+        this.notify(ex, full);
+      },
+      (err: unknown) => {
+        this.stats.blockTransferErrors++;
+        this.log('debug', `coap ${ex.state.key} notification for ${ex.label} dropped: ${errorText(err)}`);
+      },
+    );
   }
 
   private notify(ex: Exchange, msg: CoapMessage): void {
@@ -560,36 +999,72 @@ export class CoapEndpoint {
 
     let answered = false;
     state.handling++;
-    const reply = (res: CoapResponseInit): void => {
+    const key = transferKey(msg);
+    let block2: BlockValue | undefined;
+    let block1Echo: CoapOption | undefined;
+    /** `direct`: already shaped (2.31, errors, cached blocks); otherwise block-wise rules apply to the payload. */
+    const reply = (res: CoapResponseInit, direct = false): void => {
       if (answered) return;
       answered = true;
       state.handling--;
       if (this.closed || this.channels.get(state.key) !== state) return; // forgotten meanwhile
-      const bytes = this.encodeResponse(state, msg, res);
+      const shaped = direct ? res : this.blockwiseResponse(state, msg, key, res, block2, block1Echo);
+      const bytes = this.encodeResponse(state, msg, shaped);
       if (entry) entry.reply = bytes;
       this.sendRaw(state.channel, bytes, true);
     };
 
     if (!methodName(msg.code)) {
-      reply({ code: '4.05' });
+      reply({ code: '4.05' }, true);
       return;
     }
     const bad = findUnrecognisedCritical(msg.options);
     if (bad !== undefined) {
-      reply({ code: '4.02', payload: Buffer.from(`unrecognised critical option ${bad}`) });
+      reply({ code: '4.02', payload: Buffer.from(`unrecognised critical option ${bad}`) }, true);
       return;
     }
     if (getOption(msg.options, 'Proxy-Uri') || getOption(msg.options, 'Proxy-Scheme')) {
-      reply({ code: '5.05' });
+      reply({ code: '5.05' }, true);
       return;
+    }
+    const rawBlock2 = getOption(msg.options, BLOCK2_NAME);
+    if (rawBlock2 !== undefined) {
+      block2 = decodeBlock(rawBlock2);
+      if (!block2) {
+        reply({ code: '4.00', payload: Buffer.from('invalid Block2 option') }, true);
+        return;
+      }
+    }
+    let req = msg;
+    const rawBlock1 = getOption(msg.options, BLOCK1_NAME);
+    if (rawBlock1 !== undefined) {
+      const step = this.acceptBlock1(state, msg, key, rawBlock1);
+      if (step.reply) {
+        reply(step.reply, true);
+        return;
+      }
+      req = step.request as CoapMessage;
+      block1Echo = step.echo;
+    }
+    if (block2 && block2.num > 0) {
+      const cached = this.serveCached(state, msg, key, block2);
+      if (cached) {
+        reply(cached, true);
+        return;
+      }
+      if (msg.code !== '0.01' && msg.code !== '0.05') {
+        // Calling the handler again would repeat an unsafe request; the response is gone.
+        reply({ code: '4.08', payload: Buffer.from('no block-wise response in progress for this request') }, true);
+        return;
+      }
     }
     const failed = (err: unknown): void => {
       this.log('warn', `coap ${channel.key} request handler failed for ${describeMessage(msg)}: ${errorText(err)}`);
-      reply({ code: '5.00', payload: DIAGNOSTIC_HANDLER_FAILED });
+      reply({ code: '5.00', payload: DIAGNOSTIC_HANDLER_FAILED }, true);
     };
     let result: CoapResponseInit | Promise<CoapResponseInit>;
     try {
-      result = this.onRequest(msg, channel);
+      result = this.onRequest(req, channel);
     } catch (err) {
       failed(err);
       return;
@@ -608,6 +1083,197 @@ export class CoapEndpoint {
     } else {
       reply(result);
     }
+  }
+
+  /**
+   * One block of an incoming Block1 request (RFC 7959 §2.5). Returns the reply to send now (2.31 Continue or
+   * an error), or, for the last block, the whole request for the handler and the Block1 option to echo.
+   * Reassembly is keyed by method and URI, not by token.
+   */
+  private acceptBlock1(
+    state: ChannelState,
+    msg: CoapMessage,
+    key: string,
+    raw: Buffer,
+  ): { reply?: CoapResponseInit; request?: CoapMessage; echo?: CoapOption } {
+    const b = decodeBlock(raw);
+    const fail = (code: string, text: string, options?: CoapOption[]): { reply: CoapResponseInit } => {
+      this.stats.blockTransferErrors++;
+      this.log('debug', `coap ${state.key} block-wise request ${describeMessage(msg)} refused: ${text}`);
+      return { reply: { code, payload: Buffer.from(text), options } };
+    };
+    const tooLarge = (): { reply: CoapResponseInit } =>
+      fail('4.13', `request body larger than ${this.maxBodySize} bytes`, [
+        { name: 'Size1', value: encodeUint(Math.min(this.maxBodySize, 0xffffffff)) },
+      ]);
+    if (!b) return fail('4.00', 'invalid Block1 option');
+    const size = blockSize(b.szx);
+    if (msg.payload.length > size || (b.more && msg.payload.length !== size)) {
+      return fail('4.00', `Block1 block ${b.num} has ${msg.payload.length} bytes, block size is ${size}`);
+    }
+    const t = this.now();
+    let r = state.reassemblies.get(key);
+    if (r && r.expiresAt <= t) {
+      this.dropReassembly(state, key);
+      r = undefined;
+    }
+    const cont = (): { reply: CoapResponseInit } => ({
+      reply: { code: '2.31', options: [blockOption(BLOCK1_NAME, b.num, true, b.szx)] },
+    });
+    if (b.num === 0) {
+      if (r) this.dropReassembly(state, key); // the client started over
+      const size1 = getUintOption(msg.options, 'Size1');
+      if (size1 !== undefined && size1 > this.maxBodySize) return tooLarge();
+      this.stats.blocksReceived++;
+      if (!b.more) return { request: withBody(msg, msg.payload), echo: blockOption(BLOCK1_NAME, 0, false, b.szx) };
+      while (state.reassemblies.size >= this.maxBlockTransfersPerChannel) {
+        const oldest = state.reassemblies.keys().next().value as string;
+        this.log('debug', `coap ${state.key} dropping block-wise request ${oldest}: too many in progress`);
+        this.dropReassembly(state, oldest);
+      }
+      if (this.blockBufferBytes + msg.payload.length > this.maxBlockBufferBytes) {
+        return fail('5.03', 'block-wise buffer full, try again later');
+      }
+      state.reassemblies.set(key, {
+        chunks: [msg.payload],
+        bytes: msg.payload.length,
+        lastNum: 0,
+        lastSzx: b.szx,
+        expiresAt: t + this.blockTransferTimeoutMs,
+      });
+      this.blockBufferBytes += msg.payload.length;
+      return cont();
+    }
+    if (!r) return fail('4.08', `no block-wise request in progress for block ${b.num}`);
+    if (b.num === r.lastNum && b.szx === r.lastSzx && b.more) {
+      r.expiresAt = t + this.blockTransferTimeoutMs;
+      return cont(); // the same block again under a new message id: acknowledged already
+    }
+    if (b.num * size !== r.bytes) {
+      this.dropReassembly(state, key);
+      return fail('4.08', `Block1 block ${b.num} (${size} bytes) does not continue the ${r.bytes} bytes received`);
+    }
+    if (r.bytes + msg.payload.length > this.maxBodySize) {
+      this.dropReassembly(state, key);
+      return tooLarge();
+    }
+    if (this.blockBufferBytes + msg.payload.length > this.maxBlockBufferBytes) {
+      this.dropReassembly(state, key);
+      return fail('5.03', 'block-wise buffer full, try again later');
+    }
+    this.stats.blocksReceived++;
+    r.chunks.push(msg.payload);
+    r.bytes += msg.payload.length;
+    this.blockBufferBytes += msg.payload.length;
+    r.lastNum = b.num;
+    r.lastSzx = b.szx;
+    r.expiresAt = t + this.blockTransferTimeoutMs;
+    state.reassemblies.delete(key); // keep least-recently-used order
+    state.reassemblies.set(key, r);
+    if (b.more) return cont();
+    const body = Buffer.concat(r.chunks, r.bytes);
+    this.dropReassembly(state, key);
+    return { request: withBody(msg, body), echo: blockOption(BLOCK1_NAME, b.num, false, b.szx) };
+  }
+
+  private dropReassembly(state: ChannelState, key: string): void {
+    const r = state.reassemblies.get(key);
+    if (!r) return;
+    state.reassemblies.delete(key);
+    this.blockBufferBytes -= r.bytes;
+  }
+
+  private dropServed(state: ChannelState, key: string): void {
+    const s = state.served.get(key);
+    if (!s) return;
+    state.served.delete(key);
+    this.blockBufferBytes -= s.payload.length;
+  }
+
+  /** A later Block2 block of a response still cached for `key`, or undefined. */
+  private serveCached(state: ChannelState, req: CoapMessage, key: string, want: BlockValue): CoapResponseInit | undefined {
+    const cached = state.served.get(key);
+    if (!cached) return undefined;
+    if (cached.expiresAt <= this.now()) {
+      this.dropServed(state, key);
+      return undefined;
+    }
+    cached.expiresAt = this.now() + this.blockTransferTimeoutMs;
+    state.served.delete(key);
+    state.served.set(key, cached);
+    return this.sliceBlock2(state, req, key, cached.res, cached.payload, want, false);
+  }
+
+  /**
+   * Applies block-wise rules to a handler's response: echoes Block1 for a reassembled request, and serves a
+   * payload larger than the block size (or a request that asked for Block2) as one Block2 block, caching the
+   * rest. A response that already carries Block2 is left alone. Never throws.
+   */
+  private blockwiseResponse(
+    state: ChannelState,
+    req: CoapMessage,
+    key: string,
+    res: CoapResponseInit,
+    want: BlockValue | undefined,
+    block1Echo: CoapOption | undefined,
+  ): CoapResponseInit {
+    try {
+      if (!res || typeof res !== 'object') return res;
+      let out = res;
+      if (block1Echo) out = { ...out, options: [...(out.options ?? []), block1Echo] };
+      const payload = out.payload;
+      if (!Buffer.isBuffer(payload)) return out;
+      if ((out.options ?? []).some((o) => optionNumber(o.name) === BLOCK2)) return out;
+      const szx = Math.min(want?.szx ?? this.blockSzx, this.blockSzx);
+      if (!want && payload.length <= blockSize(szx)) return out;
+      return this.sliceBlock2(state, req, key, out, payload, want ?? { num: 0, more: false, szx }, true);
+    } catch (err) {
+      this.log('warn', `coap ${state.key} cannot serve block-wise response to ${describeMessage(req)}: ${errorText(err)}`);
+      return res;
+    }
+  }
+
+  /** The requested Block2 block of `payload` (RFC 7959 §2.4), at most this endpoint's block size. */
+  private sliceBlock2(
+    state: ChannelState,
+    req: CoapMessage,
+    key: string,
+    res: CoapResponseInit,
+    payload: Buffer,
+    want: BlockValue,
+    store: boolean,
+  ): CoapResponseInit {
+    const szx = Math.min(want.szx, this.blockSzx);
+    const size = blockSize(szx);
+    const offset = want.num * blockSize(want.szx);
+    if (offset > 0 && offset >= payload.length) {
+      if (!store) this.dropServed(state, key);
+      return { code: '4.02', payload: Buffer.from(`Block2 block ${want.num} is beyond the end of the response`) };
+    }
+    const more = offset + size < payload.length;
+    const options = (res.options ?? []).filter((o) => {
+      const n = optionNumber(o.name);
+      return n !== BLOCK2 && n !== SIZE2;
+    });
+    options.push(blockOption(BLOCK2_NAME, offset / size, more, szx));
+    if (offset === 0 || getOption(req.options, 'Size2') !== undefined) {
+      options.push({ name: 'Size2', value: encodeUint(Math.min(payload.length, 0xffffffff)) });
+    }
+    this.stats.blocksServed++;
+    const successful = isSuccessCode(normaliseCode(res.code) ?? '');
+    if (store && more && successful) {
+      this.dropServed(state, key);
+      while (state.served.size >= this.maxBlockTransfersPerChannel) {
+        this.dropServed(state, state.served.keys().next().value as string);
+      }
+      if (this.blockBufferBytes + payload.length <= this.maxBlockBufferBytes) {
+        state.served.set(key, { res, payload, expiresAt: this.now() + this.blockTransferTimeoutMs });
+        this.blockBufferBytes += payload.length;
+      }
+    } else if (!store && !more) {
+      this.dropServed(state, key); // last block served
+    }
+    return { ...res, options, payload: payload.subarray(offset, offset + size) };
   }
 
   /** Encodes a response; an invalid or oversized response init becomes a 5.00. */
@@ -761,6 +1427,8 @@ export class CoapEndpoint {
         cancelledTokens: new Map(),
         keepUntil: 0,
         handling: 0,
+        reassemblies: new Map(),
+        served: new Map(),
       };
       this.channels.set(channel.key, state);
       this.ensureSweep();
@@ -790,7 +1458,10 @@ export class CoapEndpoint {
 
   private ensureSweep(): void {
     if (this.sweepTimer || this.closed) return;
-    const interval = Math.min(30000, Math.max(20, Math.floor(this.exchangeLifetimeMs / 4)));
+    const interval = Math.max(
+      20,
+      Math.floor(Math.min(30000, this.exchangeLifetimeMs / 4, this.blockTransferTimeoutMs / 4)),
+    );
     this.sweepTimer = setInterval(() => this.sweep(), interval);
   }
 
@@ -805,12 +1476,22 @@ export class CoapEndpoint {
         }
       }
       for (const [tok, exp] of state.cancelledTokens) if (exp <= t) state.cancelledTokens.delete(tok);
+      for (const [k, r] of state.reassemblies) {
+        if (r.expiresAt <= t) {
+          this.log('debug', `coap ${key} block-wise request ${k} timed out after ${r.bytes} bytes`);
+          this.stats.blockTransferErrors++;
+          this.dropReassembly(state, k);
+        }
+      }
+      for (const [k, c] of state.served) if (c.expiresAt <= t) this.dropServed(state, k);
       if (
         state.byToken.size === 0 &&
         state.byMessageId.size === 0 &&
         state.dedup.size === 0 &&
         state.cancelledTokens.size === 0 &&
         state.handling === 0 &&
+        state.reassemblies.size === 0 &&
+        state.served.size === 0 &&
         state.keepUntil <= t
       ) {
         this.channels.delete(key);
@@ -827,6 +1508,8 @@ export class CoapEndpoint {
     this.dedupCount -= state.dedup.size;
     state.dedup.clear();
     state.cancelledTokens.clear();
+    for (const k of [...state.reassemblies.keys()]) this.dropReassembly(state, k);
+    for (const k of [...state.served.keys()]) this.dropServed(state, k);
     const exchanges = new Set([...state.byToken.values(), ...state.byMessageId.values()]);
     for (const ex of exchanges) this.fail(ex, makeError());
     state.byToken.clear();
@@ -865,6 +1548,50 @@ export class CoapEndpoint {
       /* a logger must not break the protocol */
     }
   }
+}
+
+const BLOCK1 = 27;
+const BLOCK2 = 23;
+const SIZE2 = 28;
+const BLOCK1_NAME = 'Block1';
+const BLOCK2_NAME = 'Block2';
+/** Options a Block2 follow-up request does not repeat from the original request. */
+const TRANSFER_OPTIONS: ReadonlySet<number> = new Set([6, BLOCK2, BLOCK1, SIZE2, 60]);
+
+/** SZX for a configured block size (16..1024, a power of two); undefined when not given. */
+function blockSzxOf(size: number | undefined, name: string): number | undefined {
+  if (size === undefined) return undefined;
+  if (!Number.isInteger(size) || size < 16 || size > 1024 || (size & (size - 1)) !== 0) {
+    throw new RangeError(`${name} must be 16, 32, 64, 128, 256, 512 or 1024`);
+  }
+  return szxForSize(size);
+}
+
+function blockOption(name: string, num: number, more: boolean, szx: number): CoapOption {
+  return { name, value: encodeBlock({ num, more, szx }) };
+}
+
+/** The message's Block1 or Block2 value; undefined when absent or invalid. */
+function blockOf(msg: CoapMessage, name: string): BlockValue | undefined {
+  const raw = getOption(msg.options, name);
+  return raw === undefined ? undefined : decodeBlock(raw);
+}
+
+/** The request with a reassembled body, without Block1/Size1. */
+function withBody(msg: CoapMessage, body: Buffer): CoapMessage {
+  return {
+    ...msg,
+    payload: body,
+    options: msg.options.filter((o) => {
+      const n = optionNumber(o.name);
+      return n !== BLOCK1 && n !== 60;
+    }),
+  };
+}
+
+/** Identifies a block-wise transfer of an incoming request: method and URI (RFC 7959 §2.5: not the token). */
+function transferKey(msg: CoapMessage): string {
+  return `${msg.code} /${msg.path.map(encodeURIComponent).join('/')}?${msg.query.map(encodeURIComponent).join('&')}`;
 }
 
 function positive(value: number | undefined, dflt: number, name: string): number {

@@ -1,6 +1,11 @@
-import { createHash, type Hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type ECDH, type KeyObject, createECDH, createHash, type Hash, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { AlertDescription, AlertLevel, type AlertName, alertName, encodeAlert } from './alerts';
 import { type AuthType, type CachedSession, type SessionCache } from './cache';
+import {
+  CertificateType, ECDSA_SHA256, SECP256R1, type ServerCredentials, decodeCertificate, encodeCertificate,
+  encodeCertificateRequest, p256FromSpki, verifyClientChain,
+} from './certs';
 import {
   type ClientHello, DecodeError, EMPTY_RENEGOTIATION_INFO_SCSV, type Extension, ExtensionType, type HandshakeFragment,
   HandshakeType, MessageAssembler, decodeConnectionIdExtension, decodePskClientKeyExchange, encodeHandshake,
@@ -22,6 +27,12 @@ export interface HandshakeOptions {
   cache?: SessionCache;
   /** Returns a fresh, unused connection ID; undefined = connection IDs are not offered. */
   allocateCid?: () => Buffer;
+  /** Server key and chain for the ECDHE_ECDSA suites. */
+  credentials?: ServerCredentials;
+  /** CAs that client X.509 chains must lead to. */
+  trustedCAs?: readonly X509Certificate[];
+  /** Client raw public key (SubjectPublicKeyInfo, DER) -> identity; undefined = unknown key. */
+  rpkLookup?: (spki: Buffer) => { identity: string } | undefined;
 }
 
 export interface HandshakeResult {
@@ -60,7 +71,10 @@ export interface HandshakeCallbacks {
   failed(failure: HandshakeFailure, h?: ServerHandshake): void;
 }
 
-type State = 'wait_cke' | 'wait_ccs' | 'wait_finished' | 'done';
+type State = 'wait_cert' | 'wait_cke' | 'wait_cv' | 'wait_ccs' | 'wait_finished' | 'done';
+
+/** Certificate types for the ECDHE_ECDSA suites (RFC 7250), and whether the ServerHello echoes each. */
+interface CertTypes { server: number; client: number; echoServer: boolean; echoClient: boolean; pointFormats: boolean }
 
 /** Everything decided from the ClientHello. */
 interface Negotiated {
@@ -70,6 +84,7 @@ interface Negotiated {
   resume?: { sessionId: Buffer; entry: CachedSession };
   readCid?: Buffer;
   writeCid?: Buffer;
+  certTypes?: CertTypes;
 }
 
 /** Messages further ahead than this are not buffered. */
@@ -99,6 +114,8 @@ export class ServerHandshake {
   private readonly suite: CipherSuiteInfo;
   private readonly extendedMasterSecret: boolean;
   private readonly transcript: Hash = createHash('sha256');
+  /** The handshake messages themselves, for the CertificateVerify signature (RFC 5246 §7.4.8). */
+  private readonly messages: Buffer[] = [];
   private readonly writer: RecordWriter;
   private readonly helloSeq: number;
   private nextReceiveSeq: number;
@@ -122,6 +139,11 @@ export class ServerHandshake {
   private readonly writeCid: Buffer | undefined;
   /** True while our last flight is unanswered: it is retransmitted on timer and on a repeated ClientHello. */
   private awaitingPeer = true;
+  private readonly certTypes: CertTypes | undefined;
+  private ecdh: ECDH | undefined;
+  private peerKey: KeyObject | undefined;
+  private peerSpki: Buffer | undefined;
+  private peerNotAfter: number | undefined;
 
   private constructor(
     readonly address: string,
@@ -146,9 +168,10 @@ export class ServerHandshake {
     this.resume = n.resume;
     this.readCid = n.readCid;
     this.writeCid = n.writeCid;
+    this.certTypes = n.certTypes;
     this.sessionId = n.resume ? n.resume.sessionId : (opts.cache ? randomBytes(32) : Buffer.alloc(0));
     this.retransmitMs = opts.retransmitInitialMs;
-    this.transcript.update(helloMessage);
+    this.addTranscript(helloMessage);
   }
 
   /**
@@ -197,18 +220,68 @@ export class ServerHandshake {
       return refuse('handshake_failure', 'resumption without extended_master_secret of a session that used it');
     }
     let suite: CipherSuiteInfo | undefined;
-    if (resume) suite = suiteByName(resume.entry.suite);
-    else suite = opts.suites.find((s) => hello.cipherSuites.includes(s.id) && ServerHandshake.usable(s, opts));
+    let certTypes: CertTypes | undefined;
+    if (resume) {
+      suite = suiteByName(resume.entry.suite);
+    } else {
+      for (const s of opts.suites) {
+        if (!hello.cipherSuites.includes(s.id)) continue;
+        if (s.keyExchange === 'psk') {
+          if (!opts.pskLookup) continue;
+        } else {
+          certTypes = ServerHandshake.negotiateCertTypes(hello, opts);
+          if (!certTypes) continue;
+        }
+        suite = s;
+        break;
+      }
+    }
     if (!suite) return refuse('handshake_failure', 'no cipher suite in common');
+    if (suite.keyExchange === 'psk') certTypes = undefined;
     const h = new ServerHandshake(address, port, hello, helloMessage, helloSeq, helloRecordSeq,
-      { suite, secureRenegotiation, extendedMasterSecret, resume, readCid, writeCid }, opts, transport, callbacks);
+      { suite, secureRenegotiation, extendedMasterSecret, resume, readCid, writeCid, certTypes }, opts, transport,
+      callbacks);
     h.begin(secureRenegotiation);
     return h;
   }
 
-  /** Whether a suite can be negotiated with what the server is configured with. */
-  private static usable(s: CipherSuiteInfo, opts: HandshakeOptions): boolean {
-    return s.keyExchange === 'psk' ? !!opts.pskLookup : false;
+  /**
+   * For the ECDHE_ECDSA suites: the hello must allow P-256, uncompressed points and ecdsa_secp256r1_sha256 (RFC 8422),
+   * and there must be a server and a client certificate type both sides support (RFC 7250). Undefined otherwise.
+   */
+  private static negotiateCertTypes(hello: ClientHello, opts: HandshakeOptions): CertTypes | undefined {
+    const creds = opts.credentials;
+    if (!creds) return undefined;
+    const ext = (type: number): Buffer | undefined => hello.extensions.find((e) => e.type === type)?.data;
+    const list16 = (d: Buffer): number[] | undefined => {
+      if (d.length < 2 || d.readUInt16BE(0) !== d.length - 2 || d.length % 2 !== 0) return undefined;
+      const out: number[] = [];
+      for (let i = 2; i < d.length; i += 2) out.push(d.readUInt16BE(i));
+      return out;
+    };
+    const list8 = (d: Buffer): number[] | undefined => (d.length >= 1 && d[0] === d.length - 1 ? [...d.subarray(1)] : undefined);
+    const groups = ext(ExtensionType.supported_groups);
+    if (groups && !list16(groups)?.includes(SECP256R1)) return undefined;
+    const formats = ext(ExtensionType.ec_point_formats);
+    if (formats && !list8(formats)?.includes(0)) return undefined;
+    const sigs = ext(ExtensionType.signature_algorithms);
+    if (sigs && !list16(sigs)?.includes(ECDSA_SHA256)) return undefined;
+    const serverOk = (t: number): boolean =>
+      (t === CertificateType.rawPublicKey && creds.rpk) || (t === CertificateType.x509 && creds.chain.length > 0);
+    const clientOk = (t: number): boolean =>
+      (t === CertificateType.rawPublicKey && !!opts.rpkLookup) ||
+      (t === CertificateType.x509 && (opts.trustedCAs?.length ?? 0) > 0);
+    const sct = ext(ExtensionType.server_certificate_type);
+    const cct = ext(ExtensionType.client_certificate_type);
+    const server = sct ? list8(sct)?.find(serverOk) : (serverOk(CertificateType.x509) ? CertificateType.x509 : undefined);
+    const client = cct ? list8(cct)?.find(clientOk) : (clientOk(CertificateType.x509) ? CertificateType.x509 : undefined);
+    if (server === undefined || client === undefined) return undefined;
+    return { server, client, echoServer: !!sct, echoClient: !!cct, pointFormats: !!formats };
+  }
+
+  private addTranscript(message: Buffer): void {
+    this.transcript.update(message);
+    this.messages.push(message);
   }
 
   /**
@@ -232,6 +305,16 @@ export class ServerHandshake {
         psk = undefined;
       }
       if (!psk || psk.length === 0) return undefined;
+    } else if (entry.authType === 'rpk') {
+      let found: { identity: string } | undefined;
+      try {
+        found = entry.peerSpki ? opts.rpkLookup?.(entry.peerSpki) : undefined;
+      } catch {
+        found = undefined;
+      }
+      if (!found || found.identity !== entry.identity) return undefined;
+    } else if (!(entry.peerNotAfter !== undefined && Date.now() <= entry.peerNotAfter && (opts.trustedCAs?.length ?? 0) > 0)) {
+      return undefined;
     }
     return { sessionId: Buffer.from(hello.sessionId), entry };
   }
@@ -256,19 +339,27 @@ export class ServerHandshake {
     if (this.readCid) {
       extensions.push({ type: ExtensionType.connection_id, data: Buffer.concat([Buffer.from([this.readCid.length]), this.readCid]) });
     }
+    const ct = this.resume ? undefined : this.certTypes;
+    if (ct) {
+      if (ct.pointFormats) extensions.push({ type: ExtensionType.ec_point_formats, data: Buffer.from([1, 0]) });
+      if (ct.echoServer) extensions.push({ type: ExtensionType.server_certificate_type, data: Buffer.from([ct.server]) });
+      if (ct.echoClient) extensions.push({ type: ExtensionType.client_certificate_type, data: Buffer.from([ct.client]) });
+    }
     // encrypt_then_mac and session tickets are not echoed.
     const serverHello = encodeHandshake(HandshakeType.server_hello, this.nextSendSeq++, encodeServerHello({
       serverVersion: DTLS_1_2, random: this.serverRandom, sessionId: this.sessionId, cipherSuite: this.suite.id,
       extensions,
     }));
-    this.transcript.update(serverHello);
+    this.addTranscript(serverHello);
     this.flight = [{ type: ContentType.handshake, epoch: 0, payload: serverHello }];
     if (this.resume) {
       this.beginAbbreviated(this.resume.entry);
+    } else if (ct && this.opts.credentials) {
+      this.beginEcdhe(ct, this.opts.credentials);
     } else {
       // RFC 4279 §2: no ServerKeyExchange without an identity hint.
       const done = encodeHandshake(HandshakeType.server_hello_done, this.nextSendSeq++, Buffer.alloc(0));
-      this.transcript.update(done);
+      this.addTranscript(done);
       this.flight.push({ type: ContentType.handshake, epoch: 0, payload: done });
     }
     this.transport.log('debug', `DTLS handshake with ${this.key}: ServerHello ${this.suite.name}` +
@@ -290,12 +381,31 @@ export class ServerHandshake {
     this.installKeys(this.master);
     const verify = prf(this.master, 'server finished', this.transcript.copy().digest(), VERIFY_DATA_LENGTH);
     const finished = encodeHandshake(HandshakeType.finished, this.nextSendSeq++, verify);
-    this.transcript.update(finished);
+    this.addTranscript(finished);
     this.flight.push(
       { type: ContentType.change_cipher_spec, epoch: 0, payload: Buffer.from([1]) },
       { type: ContentType.handshake, epoch: 1, payload: finished },
     );
     this.state = 'wait_ccs';
+  }
+
+  /** Certificate, ServerKeyExchange (ECDHE P-256, signed), CertificateRequest, ServerHelloDone (RFC 8422 §2.2). */
+  private beginEcdhe(ct: CertTypes, creds: ServerCredentials): void {
+    const add = (type: number, body: Buffer): void => {
+      const m = encodeHandshake(type, this.nextSendSeq++, body);
+      this.addTranscript(m);
+      this.flight.push({ type: ContentType.handshake, epoch: 0, payload: m });
+    };
+    add(HandshakeType.certificate, encodeCertificate(ct.server, creds));
+    this.ecdh = createECDH('prime256v1');
+    const point = this.ecdh.generateKeys(); // uncompressed
+    const params = Buffer.concat([Buffer.from([3, SECP256R1 >> 8, SECP256R1 & 0xff, point.length]), point]);
+    const signature = sign('sha256', Buffer.concat([this.clientRandom, this.serverRandom, params]), creds.privateKey);
+    const sigHeader = Buffer.from([ECDSA_SHA256 >> 8, ECDSA_SHA256 & 0xff, signature.length >> 8, signature.length & 0xff]);
+    add(HandshakeType.server_key_exchange, Buffer.concat([params, sigHeader, signature]));
+    add(HandshakeType.certificate_request, encodeCertificateRequest());
+    add(HandshakeType.server_hello_done, Buffer.alloc(0));
+    this.state = 'wait_cert';
   }
 
   private installKeys(master: Buffer): void {
@@ -336,6 +446,8 @@ export class ServerHandshake {
     this.state = 'done';
     this.assemblers.clear();
     this.early = [];
+    this.messages.length = 0;
+    this.ecdh = undefined;
     if (this.master) this.master.fill(0);
   }
 
@@ -512,8 +624,17 @@ export class ServerHandshake {
 
   private onMessage(msgType: number, body: Buffer, messageSeq: number, epoch: number): void {
     const full = encodeHandshake(msgType, messageSeq, body);
+    if (this.state === 'wait_cert' && msgType === HandshakeType.certificate && epoch === 0) {
+      this.onClientCertificate(body, full);
+      return;
+    }
     if (this.state === 'wait_cke' && msgType === HandshakeType.client_key_exchange && epoch === 0) {
-      this.onClientKeyExchange(body, full);
+      if (this.suite.keyExchange === 'psk') this.onClientKeyExchange(body, full);
+      else this.onEcdheClientKeyExchange(body, full);
+      return;
+    }
+    if (this.state === 'wait_cv' && msgType === HandshakeType.certificate_verify && epoch === 0) {
+      this.onCertificateVerify(body, full);
       return;
     }
     if (this.state === 'wait_finished' && msgType === HandshakeType.finished && epoch === 1) {
@@ -547,13 +668,117 @@ export class ServerHandshake {
       this.fail('unknown_psk_identity', 'unknown PSK identity', true);
       return;
     }
-    this.transcript.update(full);
+    this.addTranscript(full);
     // RFC 4279 §2: premaster = uint16(N) ‖ N zero bytes ‖ uint16(N) ‖ PSK.
     const n = psk.length;
     const premaster = Buffer.alloc(4 + 2 * n);
     premaster.writeUInt16BE(n, 0);
     premaster.writeUInt16BE(n, 2 + n);
     psk.copy(premaster, 4 + n);
+    this.deriveMaster(premaster);
+    this.state = 'wait_ccs';
+    this.transport.log('debug', `DTLS handshake with ${this.key}: ClientKeyExchange for identity ${identity}`);
+  }
+
+  /** Client Certificate: a raw public key looked up by the application, or an X.509 chain checked against the CAs. */
+  private onClientCertificate(body: Buffer, full: Buffer): void {
+    this.awaitingPeer = false;
+    this.clearRetransmit();
+    const ct = this.certTypes;
+    if (!ct) {
+      this.fail('internal_error', 'no certificate types', true);
+      return;
+    }
+    let items: Buffer[];
+    try {
+      items = decodeCertificate(ct.client, body);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      this.fail('decode_error', 'malformed client Certificate', true);
+      return;
+    }
+    if (items.length === 0) {
+      this.fail('handshake_failure', 'client sent no certificate', true);
+      return;
+    }
+    if (ct.client === CertificateType.rawPublicKey) {
+      const spki = Buffer.from(items[0]);
+      const key = p256FromSpki(spki);
+      if (!key) {
+        this.fail('bad_certificate', 'client raw public key is not an EC P-256 SubjectPublicKeyInfo', true);
+        return;
+      }
+      let found: { identity: string } | undefined;
+      try {
+        found = this.opts.rpkLookup?.(spki);
+      } catch (e) {
+        this.fail('internal_error', `raw public key lookup failed: ${(e as Error).message}`, true);
+        return;
+      }
+      if (!found || typeof found.identity !== 'string') {
+        this.fail('certificate_unknown', 'unknown client raw public key', true);
+        return;
+      }
+      this.identity = found.identity;
+      this.authType = 'rpk';
+      this.peerKey = key;
+      this.peerSpki = spki;
+    } else {
+      const v = verifyClientChain(items, this.opts.trustedCAs ?? []);
+      if ('error' in v) {
+        this.fail(v.alert, v.error, true);
+        return;
+      }
+      this.identity = v.commonName;
+      this.authType = 'x509';
+      this.peerKey = v.publicKey;
+      this.peerNotAfter = v.notAfter;
+    }
+    this.addTranscript(full);
+    this.state = 'wait_cke';
+    this.transport.log('debug', `DTLS handshake with ${this.key}: client ${this.authType} credential for identity ${this.identity}`);
+  }
+
+  /** ECDHE ClientKeyExchange (RFC 8422 §5.7): opaque point<1..2^8-1>, uncompressed P-256. */
+  private onEcdheClientKeyExchange(body: Buffer, full: Buffer): void {
+    if (body.length < 1 || body[0] !== body.length - 1 || body.length !== 66 || body[1] !== 4 || !this.ecdh) {
+      this.fail('decode_error', 'malformed ECDHE ClientKeyExchange', true);
+      return;
+    }
+    let premaster: Buffer;
+    try {
+      premaster = this.ecdh.computeSecret(body.subarray(1));
+    } catch {
+      this.fail('illegal_parameter', 'client ECDHE point is not on P-256', true);
+      return;
+    }
+    this.ecdh = undefined;
+    this.addTranscript(full);
+    this.deriveMaster(premaster);
+    this.state = 'wait_cv';
+  }
+
+  /** CertificateVerify (RFC 5246 §7.4.8): ECDSA-SHA256 over every handshake message so far. */
+  private onCertificateVerify(body: Buffer, full: Buffer): void {
+    if (body.length < 4 || body.readUInt16BE(0) !== ECDSA_SHA256 || body.readUInt16BE(2) !== body.length - 4 || !this.peerKey) {
+      this.fail('decode_error', 'malformed CertificateVerify or not ecdsa_secp256r1_sha256', true);
+      return;
+    }
+    let ok = false;
+    try {
+      ok = verify('sha256', Buffer.concat(this.messages), this.peerKey, body.subarray(4));
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      this.fail('decrypt_error', 'CertificateVerify signature does not verify', true);
+      return;
+    }
+    this.addTranscript(full);
+    this.state = 'wait_ccs';
+  }
+
+  private deriveMaster(premaster: Buffer): void {
     if (this.extendedMasterSecret) {
       // RFC 7627 §4: session_hash covers the messages up to and including ClientKeyExchange.
       const sessionHash = this.transcript.copy().digest();
@@ -563,8 +788,6 @@ export class ServerHandshake {
     }
     premaster.fill(0);
     this.installKeys(this.master);
-    this.state = 'wait_ccs';
-    this.transport.log('debug', `DTLS handshake with ${this.key}: ClientKeyExchange for identity ${identity}`);
   }
 
   private onFinished(body: Buffer, full: Buffer, messageSeq: number): void {
@@ -580,7 +803,7 @@ export class ServerHandshake {
     }
     let finalFlight: FlightMessage[] = [];
     if (!this.resume) {
-      this.transcript.update(full);
+      this.addTranscript(full);
       const serverVerify = prf(master, 'server finished', this.transcript.copy().digest(), VERIFY_DATA_LENGTH);
       const finished = encodeHandshake(HandshakeType.finished, this.nextSendSeq++, serverVerify);
       finalFlight = [
@@ -613,6 +836,8 @@ export class ServerHandshake {
         master: Buffer.from(master), suite: this.suite.name, identity, authType: this.authType,
         extendedMasterSecret: this.extendedMasterSecret, createdAt: Date.now(),
       };
+      if (this.peerSpki) result.cacheEntry.peerSpki = this.peerSpki;
+      if (this.peerNotAfter !== undefined) result.cacheEntry.peerNotAfter = this.peerNotAfter;
     }
     this.transport.log('debug', `DTLS handshake with ${this.key} complete${this.resume ? ' (resumed)' : ''}: identity ${identity}, ${this.suite.name}`);
     this.dispose();

@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../channel';
+import { type CachedSession, type ResumptionState, SessionCache } from './cache';
 import { CookieJar } from './cookie';
 import {
   DecodeError, type HandshakeFragment, HandshakeType, decodeClientHello, encodeHandshake, encodeHelloVerifyRequest,
@@ -9,17 +11,34 @@ import { ContentType, DTLS_1_0, type DtlsRecord, encodeRecord, parseDatagram } f
 import {
   type HandshakeCallbacks, type HandshakeFailure, type HandshakeOptions, type HandshakeResult, ServerHandshake,
 } from './server-handshake';
-import { DtlsSession } from './session';
-import { type CipherSuiteInfo, type CipherSuiteName, DEFAULT_SUITES, suiteByName } from './suites';
-import type { PeerTransport } from './transport';
+import { ReplayWindow } from './replay';
+import { type DtlsSessionState, DtlsSession, type MigrationInfo } from './session';
+import {
+  type CipherSuiteInfo, type CipherSuiteName, DEFAULT_CERT_SUITES, DEFAULT_PSK_SUITES, type KeyMaterial, serverCiphers,
+  suiteByName,
+} from './suites';
+import { type PeerTransport, RecordWriter } from './transport';
 
 export interface DtlsServerOptions {
   /** Writes a datagram to the UDP socket owned by the caller. */
   send: (data: Buffer, port: number, address: string) => void;
-  /** PSK identity (utf8) -> key; undefined = unknown_psk_identity. */
-  pskLookup: (identity: string) => Buffer | undefined;
-  /** Server preference order; default both, CCM_8 first. */
+  /** PSK identity (utf8) -> key; undefined = unknown_psk_identity. Without it no PSK suite is negotiated. */
+  pskLookup?: (identity: string) => Buffer | undefined;
+  /**
+   * Server preference order. Default: the PSK suites (CCM_8, CCM, GCM, CBC) when pskLookup is set, then the
+   * ECDHE_ECDSA suites (CCM_8, GCM) when a certificate is configured.
+   */
   cipherSuites?: CipherSuiteName[];
+  /**
+   * Session-id resumption (abbreviated handshakes): the server issues a session id and caches master secret, suite
+   * and identity. Default { maxEntries: 10000, ttlMs: 86400000 }; false = no session ids.
+   */
+  resumption?: { maxEntries?: number; ttlMs?: number } | false;
+  /**
+   * Connection ID (RFC 9146): offered to clients that ask for it. `length` of the CIDs this server issues (1..32),
+   * default 6. false = the extension is ignored.
+   */
+  connectionId?: { length?: number } | false;
   /** A handshake not finished by then is dropped. Default 30000. */
   handshakeTimeoutMs?: number;
   /** Initial retransmission timer (RFC 6347 §4.2.4), default 1000, doubling up to retransmitMaxMs (default 60000). */
@@ -43,6 +62,12 @@ export interface DtlsServerStats {
   recordsDropped: number;
   cookiesSent: number;
   alertsSent: number;
+  /** Completed abbreviated handshakes (session resumption). */
+  resumptions: number;
+  /** Sessions moved to a new address by an authenticated connection-ID record. */
+  migrations: number;
+  /** Sessions recreated by importSessions. */
+  restored: number;
 }
 
 export interface HandshakeFailedInfo {
@@ -60,12 +85,20 @@ const noLog: LogFn = () => undefined;
  * DTLS 1.2 server (RFC 6347) with PSK key exchange (RFC 4279). Owns no socket: the caller feeds received datagrams
  * to handleDatagram() and provides send().
  *
- * Events: 'session' (DtlsSession) when a full handshake completes;
+ * Events: 'session' (DtlsSession) when a full or abbreviated handshake completes (session.resumed tells which);
+ *         'restored' (DtlsSession) for each session recreated by importSessions();
+ *         'migrated' (DtlsSession, MigrationInfo) when a connection-ID session moved to a new address;
  *         'handshakeFailed' (HandshakeFailedInfo) for each failed handshake.
  */
 export class DtlsServer extends EventEmitter {
-  readonly stats: DtlsServerStats = { handshakes: 0, handshakesFailed: 0, recordsDropped: 0, cookiesSent: 0, alertsSent: 0 };
+  readonly stats: DtlsServerStats = {
+    handshakes: 0, handshakesFailed: 0, recordsDropped: 0, cookiesSent: 0, alertsSent: 0, resumptions: 0,
+    migrations: 0, restored: 0,
+  };
   private readonly _sessions = new Map<string, DtlsSession>();
+  private readonly sessionsByCid = new Map<string, DtlsSession>();
+  private readonly cache: SessionCache | undefined;
+  private readonly cidLength: number;
   private readonly handshakes = new Map<string, ServerHandshake>();
   private readonly cookies: CookieJar;
   private readonly hsOptions: HandshakeOptions;
@@ -78,7 +111,7 @@ export class DtlsServer extends EventEmitter {
 
   constructor(opts: DtlsServerOptions) {
     super();
-    const names = opts.cipherSuites ?? DEFAULT_SUITES;
+    const names = opts.cipherSuites ?? [...(opts.pskLookup ? DEFAULT_PSK_SUITES : []), ...DEFAULT_CERT_SUITES];
     const suites: CipherSuiteInfo[] = [];
     for (const n of names) {
       const s = suiteByName(n);
@@ -90,12 +123,20 @@ export class DtlsServer extends EventEmitter {
     this.maxHandshakes = opts.maxHandshakes ?? 1000;
     this.maxSessions = opts.maxSessions ?? 100000;
     this.cookies = new CookieJar(opts.cookieRotateMs ?? 60_000);
+    if (opts.resumption !== false) {
+      this.cache = new SessionCache(opts.resumption?.maxEntries ?? 10_000, opts.resumption?.ttlMs ?? 86_400_000);
+    }
+    const cidLength = opts.connectionId === false ? 0 : (opts.connectionId?.length ?? 6);
+    if (!Number.isInteger(cidLength) || cidLength < 0 || cidLength > 32) throw new TypeError('connectionId.length must be 1..32');
+    this.cidLength = cidLength;
     this.hsOptions = {
       pskLookup: opts.pskLookup,
       suites,
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
       retransmitInitialMs: opts.retransmitInitialMs ?? 1000,
       retransmitMaxMs: opts.retransmitMaxMs ?? 60_000,
+      cache: this.cache,
+      allocateCid: cidLength > 0 ? () => this.allocateCid() : undefined,
     };
     const userSend = opts.send;
     const log = this.log;
@@ -127,6 +168,23 @@ export class DtlsServer extends EventEmitter {
     return this._sessions;
   }
 
+  /** Established sessions that negotiated a connection ID, keyed by our CID (hex). */
+  get sessionsByConnectionId(): ReadonlyMap<string, DtlsSession> {
+    return this.sessionsByCid;
+  }
+
+  /** Entries in the resumption cache. */
+  get resumptionCacheSize(): number {
+    return this.cache?.size ?? 0;
+  }
+
+  private allocateCid(): Buffer {
+    for (;;) {
+      const cid = randomBytes(this.cidLength);
+      if (!this.sessionsByCid.has(cid.toString('hex'))) return cid;
+    }
+  }
+
   /** Handshakes in progress (state exists only after a valid cookie). */
   get pendingHandshakes(): number {
     return this.handshakes.size;
@@ -150,7 +208,7 @@ export class DtlsServer extends EventEmitter {
         return;
       }
       const { address, port } = rinfo;
-      const { records, malformed } = parseDatagram(data);
+      const { records, malformed } = parseDatagram(data, this.cidLength);
       if (malformed > 0 || records.length === 0) this.transport.dropped(address, port, 'malformed record framing');
       for (let i = 0; i < records.length; i++) {
         if (this.closed) return;
@@ -208,6 +266,21 @@ export class DtlsServer extends EventEmitter {
 
   private routeRecord(rec: DtlsRecord, address: string, port: number): void {
     const key = `${address}:${port}`;
+    if (rec.type === ContentType.tls12_cid) {
+      // RFC 9146 §6: the CID, not the address, selects the session.
+      const byCid = rec.cid ? this.sessionsByCid.get(rec.cid.toString('hex')) : undefined;
+      if (byCid) {
+        byCid.handleRecord(rec, { address, port });
+        return;
+      }
+      const pending = this.handshakes.get(key);
+      if (pending && pending.readCid && rec.cid && pending.readCid.equals(rec.cid)) {
+        pending.handleRecord(rec);
+        return;
+      }
+      this.transport.dropped(address, port, 'record with an unknown connection ID');
+      return;
+    }
     const hs = this.handshakes.get(key);
     const session = this._sessions.get(key);
     if (rec.epoch === 0) {
@@ -223,7 +296,7 @@ export class DtlsServer extends EventEmitter {
         return;
       }
       if (session) {
-        session.handleRecord(rec);
+        session.handleRecord(rec, { address, port });
         return;
       }
     }
@@ -289,27 +362,199 @@ export class DtlsServer extends EventEmitter {
         alert: 'internal_error', reason: 'session limit reached' });
       return;
     }
+    if (result.cacheEntry) this.cache?.set(result.sessionId, result.cacheEntry);
     const session = new DtlsSession({
       address: result.address,
       port: result.port,
       identity: result.identity,
+      authType: result.authType,
       cipherSuite: result.suite.name,
+      keys: result.keys,
       ciphers: result.ciphers,
       writer: result.writer,
       replay: result.replay,
       finalFlight: result.finalFlight,
       clientFinishedSeq: result.clientFinishedSeq,
       clientRandom: result.clientRandom,
+      resumed: result.resumed,
+      sessionId: result.sessionId,
+      readCid: result.readCid,
+      writeCid: result.writeCid,
       transport: this.transport,
-      onClose: (s) => {
-        if (this._sessions.get(key) === s) this._sessions.delete(key);
-      },
+      onClose: (s) => this.forget(s),
+      onMigrate: (s, info) => this.onMigrate(s, info),
     });
-    this._sessions.set(key, session);
-    this.stats.handshakes++;
+    this.register(session);
+    if (result.resumed) this.stats.resumptions++;
+    else this.stats.handshakes++;
     // §4.2.8: the old session of a rebooted peer is replaced only now that the new one is complete.
     if (old) old.terminate('replaced', false);
     this.emit('session', session);
+  }
+
+  private register(session: DtlsSession): void {
+    this._sessions.set(`${session.address}:${session.port}`, session);
+    if (session.readCid) this.sessionsByCid.set(session.readCid.toString('hex'), session);
+  }
+
+  private forget(s: DtlsSession): void {
+    const key = `${s.address}:${s.port}`;
+    if (this._sessions.get(key) === s) this._sessions.delete(key);
+    if (s.readCid) {
+      const cid = s.readCid.toString('hex');
+      if (this.sessionsByCid.get(cid) === s) this.sessionsByCid.delete(cid);
+    }
+  }
+
+  /** A CID session moved: it now answers at its new address; whatever held that address before is stale. */
+  private onMigrate(s: DtlsSession, info: MigrationInfo): void {
+    const oldKey = `${info.oldAddress}:${info.oldPort}`;
+    if (this._sessions.get(oldKey) === s) this._sessions.delete(oldKey);
+    const newKey = `${info.address}:${info.port}`;
+    const previous = this._sessions.get(newKey);
+    this._sessions.set(newKey, s);
+    this.stats.migrations++;
+    if (previous && previous !== s) previous.terminate('replaced', false);
+    this.emit('migrated', s, info);
+  }
+
+  /**
+   * State of every live session, JSON-serialisable (contains keys: treat as a secret). `seqGap` (default 16, at most 32)
+   * is added to each write sequence number, and this instance may send at most that many more records per session.
+   * After exporting, stop this server with detach() (or close({ notify: false })).
+   */
+  exportSessions(opts: { seqGap?: number } = {}): DtlsSessionState[] {
+    const out: DtlsSessionState[] = [];
+    for (const s of new Set(this._sessions.values())) {
+      const st = s.exportState(opts.seqGap ?? 16);
+      if (st) out.push(st);
+    }
+    return out;
+  }
+
+  /**
+   * Recreates sessions exported by another instance; emits 'restored' (not 'session') for each, and returns them.
+   * Malformed or unusable entries are skipped and logged. A session already present at the same address is replaced.
+   */
+  importSessions(states: readonly DtlsSessionState[]): DtlsSession[] {
+    const out: DtlsSession[] = [];
+    if (this.closed || !Array.isArray(states)) return out;
+    for (const st of states) {
+      let session: DtlsSession;
+      try {
+        session = this.restoreSession(st);
+      } catch (e) {
+        this.log('warn', `DTLS: session state not imported: ${(e as Error).message}`);
+        continue;
+      }
+      const previous = this._sessions.get(`${session.address}:${session.port}`);
+      if (!previous && this._sessions.size >= this.maxSessions) {
+        this.log('warn', 'DTLS: session state not imported: session limit reached');
+        continue;
+      }
+      if (session.readCid && this.sessionsByCid.has(session.readCid.toString('hex'))) {
+        this.log('warn', 'DTLS: session state not imported: connection ID already in use');
+        continue;
+      }
+      if (previous) previous.terminate('replaced', false);
+      this.register(session);
+      this.stats.restored++;
+      out.push(session);
+      this.emit('restored', session);
+    }
+    return out;
+  }
+
+  private restoreSession(st: DtlsSessionState): DtlsSession {
+    if (!st || st.version !== 1 || st.epoch !== 1) throw new TypeError('unsupported state version');
+    const suite = suiteByName(st.cipherSuite);
+    if (!suite) throw new TypeError(`unknown cipher suite ${String(st.cipherSuite)}`);
+    if (typeof st.address !== 'string' || !Number.isInteger(st.port) || st.port < 1 || st.port > 65535) {
+      throw new TypeError('bad address');
+    }
+    if (!Number.isSafeInteger(st.writeSeq) || st.writeSeq < 0) throw new TypeError('bad write sequence number');
+    const b64 = (v: unknown, len: number, what: string): Buffer => {
+      if (typeof v !== 'string') throw new TypeError(`missing ${what}`);
+      const b = Buffer.from(v, 'base64');
+      if (b.length !== len) throw new TypeError(`bad ${what}`);
+      return b;
+    };
+    const hex = (v: unknown, what: string): Buffer | undefined => {
+      if (v === undefined || v === '') return undefined;
+      if (typeof v !== 'string' || !/^([0-9a-f]{2})*$/i.test(v)) throw new TypeError(`bad ${what}`);
+      return Buffer.from(v, 'hex');
+    };
+    const k = st.keys ?? ({} as DtlsSessionState['keys']);
+    const keys: KeyMaterial = {
+      clientKey: b64(k.clientKey, suite.encKeyLength, 'key'), serverKey: b64(k.serverKey, suite.encKeyLength, 'key'),
+      clientIv: b64(k.clientIv, suite.fixedIvLength, 'iv'), serverIv: b64(k.serverIv, suite.fixedIvLength, 'iv'),
+      clientMacKey: b64(k.clientMacKey, suite.macKeyLength, 'MAC key'),
+      serverMacKey: b64(k.serverMacKey, suite.macKeyLength, 'MAC key'),
+    };
+    const readCid = hex(st.readCid, 'connection ID');
+    if (readCid && readCid.length !== this.cidLength) throw new TypeError('connection ID length differs from this server\'s');
+    const writeCid = hex(st.writeCid, 'connection ID');
+    const ciphers = serverCiphers(suite, keys);
+    const writer = new RecordWriter(0);
+    writer.epoch1Seq = st.writeSeq;
+    writer.cipher = ciphers.write;
+    writer.writeCid = readCid ? writeCid : undefined;
+    const replay = ReplayWindow.restore(st.replay);
+    return new DtlsSession({
+      address: st.address,
+      port: st.port,
+      identity: String(st.identity ?? ''),
+      authType: st.authType === 'rpk' || st.authType === 'x509' ? st.authType : 'psk',
+      cipherSuite: suite.name,
+      keys,
+      ciphers,
+      writer,
+      replay,
+      finalFlight: [],
+      clientFinishedSeq: -1,
+      clientRandom: hex(st.clientRandom, 'client random') ?? Buffer.alloc(32),
+      resumed: !!st.resumed,
+      sessionId: hex(st.sessionId, 'session id') ?? Buffer.alloc(0),
+      readCid,
+      writeCid: readCid ? (writeCid ?? Buffer.alloc(0)) : undefined,
+      key: typeof st.key === 'string' ? st.key : undefined,
+      createdAt: Number.isFinite(st.createdAt) ? st.createdAt : undefined,
+      lastActivity: Number.isFinite(st.lastActivity) ? st.lastActivity : undefined,
+      meta: st.meta,
+      transport: this.transport,
+      onClose: (s) => this.forget(s),
+      onMigrate: (s, info) => this.onMigrate(s, info),
+    });
+  }
+
+  /** The resumption cache, JSON-serialisable (contains master secrets: treat as a secret). */
+  exportResumptionCache(): ResumptionState[] {
+    return this.cache?.export() ?? [];
+  }
+
+  /** Adds exported cache entries (expired or malformed ones are skipped); returns how many were taken. */
+  importResumptionCache(states: readonly ResumptionState[]): number {
+    if (!this.cache || !Array.isArray(states)) return 0;
+    let n = 0;
+    for (const st of states) {
+      try {
+        const id = Buffer.from(String(st.sessionId), 'hex');
+        const master = Buffer.from(String(st.master), 'base64');
+        if (id.length < 1 || id.length > 32 || master.length !== 48 || !suiteByName(st.suite) ||
+            !Number.isFinite(st.createdAt) || Date.now() - st.createdAt >= this.cache.ttlMs) continue;
+        const entry: CachedSession = {
+          master, suite: st.suite, identity: String(st.identity), authType: st.authType === 'rpk' || st.authType === 'x509' ? st.authType : 'psk',
+          extendedMasterSecret: !!st.extendedMasterSecret, createdAt: st.createdAt,
+        };
+        if (st.peerSpki) entry.peerSpki = Buffer.from(st.peerSpki, 'base64');
+        if (st.peerNotAfter !== undefined) entry.peerNotAfter = st.peerNotAfter;
+        this.cache.set(id, entry);
+        n++;
+      } catch {
+        // skipped
+      }
+    }
+    return n;
   }
 
   private onHandshakeFailed(failure: HandshakeFailure, h?: ServerHandshake): void {
@@ -319,13 +564,25 @@ export class DtlsServer extends EventEmitter {
     this.emit('handshakeFailed', info);
   }
 
-  /** Sends close_notify to every session, stops every handshake and timer, emits 'close' on each session. */
-  close(): void {
+  /**
+   * Stops every handshake and timer and ends every session, emitting 'close' on each. By default each peer gets a
+   * close_notify (reason 'server_closed'); with { notify: false } nothing is sent (reason 'detached'), so the peers'
+   * sessions stay usable by an instance that imports an export taken just before.
+   */
+  close(opts: { notify?: boolean } = {}): void {
     if (this.closed) return;
     this.closed = true;
+    const notify = opts.notify !== false;
     for (const h of this.handshakes.values()) h.dispose();
     this.handshakes.clear();
-    for (const s of [...this._sessions.values()]) s.terminate('server_closed', true);
+    for (const s of [...new Set(this._sessions.values())]) s.terminate(notify ? 'server_closed' : 'detached', notify);
     this._sessions.clear();
+    this.sessionsByCid.clear();
+    this.cache?.clear();
+  }
+
+  /** close({ notify: false }): hand-over to another instance after exportSessions(). */
+  detach(): void {
+    this.close({ notify: false });
   }
 }

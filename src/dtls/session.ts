@@ -169,14 +169,16 @@ export class DtlsSession extends EventEmitter implements Channel {
   }
 
   /**
-   * Serialisable state (see DtlsSessionState). `seqGap` is added to the write sequence number so that records this
-   * instance may still send after the export are never repeated by the importer. Undefined for a closed session or
-   * one without its key block.
+   * Serialisable state (see DtlsSessionState). `seqGap` is added to the write sequence number; this instance may send
+   * at most that many more records (then the session closes), so the importer never repeats a sequence number (and
+   * nonce). Keep it small: some clients (node-dtls-client) drop records more than 64 numbers ahead of the last one.
+   * Undefined for a closed session or one without its key block.
    */
-  exportState(seqGap = 1024): DtlsSessionState | undefined {
+  exportState(seqGap = 16): DtlsSessionState | undefined {
     if (this._closed || !this.keys) return undefined;
     const k = this.keys;
-    const writeSeq = this.writer.epoch1Seq + Math.max(0, Math.floor(seqGap));
+    const writeSeq = this.writer.epoch1Seq + Math.max(0, Math.min(32, Math.floor(seqGap)));
+    this.writer.epoch1Limit = Math.min(this.writer.epoch1Limit, writeSeq);
     const state: DtlsSessionState = {
       version: 1,
       key: this.key,

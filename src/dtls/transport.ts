@@ -24,6 +24,8 @@ export class RecordWriter {
   epoch0Seq: number;
   epoch1Seq = 0;
   cipher: RecordCipher | undefined;
+  /** Epoch 1 records are refused from this sequence number on (set when the state was exported). */
+  epoch1Limit = MAX_SEQUENCE + 1;
   /** The peer's connection ID (RFC 9146): when non-empty, epoch 1 records go out as tls12_cid carrying it. */
   writeCid: Buffer | undefined;
 
@@ -37,7 +39,7 @@ export class RecordWriter {
       if (this.epoch0Seq > MAX_SEQUENCE) return undefined;
       return encodeRecord(type, DTLS_1_2, 0, this.epoch0Seq++, payload);
     }
-    if (!this.cipher || this.epoch1Seq > MAX_SEQUENCE) return undefined;
+    if (!this.cipher || this.epoch1Seq > MAX_SEQUENCE || this.epoch1Seq >= this.epoch1Limit) return undefined;
     const seq = this.epoch1Seq++;
     const cid = this.writeCid;
     if (cid && cid.length > 0) {

@@ -167,11 +167,18 @@ export function attributeQuery(payload: unknown, path: Lwm2mPath, reg: Registrat
   return query;
 }
 
-function checkWritableResource(path: Lwm2mPath, model: ObjectModel, operation: string): void {
-  if (path.objectId === undefined || path.resourceId === undefined) return;
-  const res = model.resource(path.objectId, path.resourceId);
-  if (res && !res.operations.includes('W')) {
-    throw new Lwm2mInputError(`resource ${pathToString(path)} (${res.name}) is not writable (operations: ${res.operations || 'none'}); ${operation} refused`);
+/** Type and operation checks from the object model, before anything is sent. */
+function checkValue(path: Lwm2mPath, value: unknown, model: ObjectModel, operation: string): void {
+  if (path.objectId !== undefined && path.resourceId !== undefined) {
+    const res = model.resource(path.objectId, path.resourceId);
+    if (res && !res.operations.includes('W')) {
+      throw new Lwm2mInputError(`resource ${pathToString(path)} (${res.name}) is not writable (operations: ${res.operations || 'none'}); ${operation} refused`);
+    }
+  }
+  try {
+    model.checkWritable(path, value, { operation: operation === 'create' ? 'create' : 'write' });
+  } catch (err) {
+    throw new Lwm2mInputError(`${operation} ${pathToString(path)}: ${(err as Error).message}`);
   }
 }
 
@@ -204,7 +211,7 @@ export function prepareOperation(input: OperationInput, reg: Registration, model
         throw new Lwm2mInputError('write-composite needs an object keyed by full path in msg.payload, e.g. {"/1/0/1": 600, "/3/0/14": "+02"}');
       }
       const paths = Object.keys(value).map((p) => pathToString(parseOne(p)));
-      for (const p of paths) checkWritableResource(parsePath(p), model, operation);
+      for (const p of paths) checkValue(parsePath(p), (value as Record<string, unknown>)[p], model, operation);
       const payload = encode(cf, root, value, model, operation);
       return { operation, path: root, pathString: paths.join(','), paths, composite: true, coap: { method: 'iPATCH', path: uri, contentFormat: cf, payload } };
     }
@@ -261,6 +268,7 @@ export function prepareOperation(input: OperationInput, reg: Registration, model
       if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) {
         throw new Lwm2mInputError('create needs an object in msg.payload: {"/31024/7/1": 42} (instance 7) or {"1": 42} (the device picks the instance)');
       }
+      checkValue(path, value, model, operation);
       const cf = format ?? autoWriteFormat(reg);
       return { ...base, coap: { method: 'POST', path: uri, contentFormat: cf, payload: encode(cf, path, value, model, operation) } };
     }
@@ -268,7 +276,7 @@ export function prepareOperation(input: OperationInput, reg: Registration, model
     case 'write-update': {
       if (level < 2) throw new Lwm2mInputError(`${operation} needs an object instance or resource path, got "${pathString}"`);
       if (input.payload === undefined || input.payload === null) throw new Lwm2mInputError(`${operation} needs a value in msg.payload`);
-      checkWritableResource(path, model, operation);
+      checkValue(path, input.payload, model, operation);
       const cf = format ?? autoWriteFormat(reg);
       const method = operation === 'write' ? 'PUT' : 'POST';
       return { ...base, coap: { method, path: uri, contentFormat: cf, payload: encode(cf, path, input.payload, model, operation) } };

@@ -11,6 +11,8 @@ export class MailboxClosedError extends Error {
 }
 
 interface Waiter {
+  /** The mailbox the waiter is in (it moves on hand-over). */
+  box: Waiter[];
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -71,16 +73,53 @@ export class QueueMode {
     const state = st;
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
+        box: state.mailbox,
         resolve,
         reject,
         timer: setTimeout(() => {
-          const i = state.mailbox.indexOf(waiter);
-          if (i >= 0) state.mailbox.splice(i, 1);
+          const i = waiter.box.indexOf(waiter);
+          if (i >= 0) waiter.box.splice(i, 1);
           reject(new MailboxTimeoutError(`device "${endpoint}" is asleep (queue mode) and did not wake up within ${timeoutMs} ms`));
         }, timeoutMs),
       };
       state.mailbox.push(waiter);
     });
+  }
+
+  /** Awake/asleep state per device, for hand-over and restarts (the waiting requests themselves stay in-process). */
+  exportState(): Array<{ endpoint: string; awakeUntil: number; asleep: boolean }> {
+    return [...this.devices].map(([endpoint, st]) => ({ endpoint, awakeUntil: st.awakeUntil, asleep: st.asleep }));
+  }
+
+  importState(list: Array<{ endpoint: string; awakeUntil: number; asleep: boolean }>): void {
+    for (const d of list) {
+      const st = this.devices.get(d.endpoint);
+      if (st) {
+        st.awakeUntil = d.awakeUntil;
+        st.asleep = d.asleep;
+      } else {
+        this.devices.set(d.endpoint, { awakeUntil: d.awakeUntil, asleep: d.asleep, mailbox: [] });
+      }
+    }
+  }
+
+  /**
+   * Hands the waiting requests over to another instance's mailbox (in-process redeploy): each keeps its own
+   * timeout and is released when the device talks to the new instance.
+   */
+  transferTo(next: QueueMode): void {
+    for (const [endpoint, st] of this.devices) {
+      if (st.mailbox.length === 0) continue;
+      let target = next.devices.get(endpoint);
+      if (!target) {
+        target = { awakeUntil: st.awakeUntil, asleep: st.asleep, mailbox: [] };
+        next.devices.set(endpoint, target);
+      }
+      for (const w of st.mailbox.splice(0)) {
+        w.box = target.mailbox;
+        target.mailbox.push(w);
+      }
+    }
   }
 
   /** Number of requests waiting for the device. */

@@ -55,6 +55,14 @@ export class Registry extends EventEmitter {
     return replaced;
   }
 
+  /** Puts back a saved registration (hand-over, restart) without emitting 'register'. */
+  restore(reg: Registration): void {
+    const old = this.byEndpointMap.get(reg.endpoint);
+    if (old) this.byIdMap.delete(old.registrationId);
+    this.byEndpointMap.set(reg.endpoint, reg);
+    this.byIdMap.set(reg.registrationId, reg);
+  }
+
   /** Applies changes to a registration; emits 'update' with the names of the fields that changed. */
   update(reg: Registration, changes: Partial<Registration>): string[] {
     const changed: string[] = [];

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import type { LogFn } from '../channel';
 import { parsePskTable } from '../lwm2m/security';
-import { Lwm2mRequestError, Lwm2mServer, type Lwm2mNotification, type RegistrationInfo } from '../server';
+import { Lwm2mRequestError, Lwm2mServer, type Lwm2mNotification, type Lwm2mServerState, type RegistrationInfo } from '../server';
 import { EVENT_TYPES, globToRegExp } from './util';
 import { registerAdmin } from './admin';
 
@@ -17,6 +17,7 @@ interface ServerDef extends NodeDef {
   maxLifetime: string | number;
   persist: boolean;
   store: string;
+  modelDir?: string;
 }
 interface ServerCredentials { psk?: string }
 
@@ -75,6 +76,13 @@ function num(value: unknown, fallback: number): number {
 }
 
 export = function register(RED: NodeAPI): void {
+  /**
+   * State of config nodes being redeployed (closed with removed = false), by node id: the new instance takes the
+   * registrations, DTLS sessions, observations and queued requests over, so devices notice nothing.
+   * Lives as long as this runtime's registration of the node types, not in module scope.
+   */
+  const handovers = new Map<string, { state: Lwm2mServerState; bind: string; coapPort: number; coapsPort: number }>();
+
   function Lwm2mServerNode(this: Node, config: ServerDef): void {
     RED.nodes.createNode(this, config);
     const node = this as ServerNode;
@@ -111,6 +119,7 @@ export = function register(RED: NodeAPI): void {
         maxSessions: num(config.maxSessions, 10000),
         minLifetime: num(config.minLifetime, 1),
         maxLifetime: num(config.maxLifetime, 31536000),
+        modelDir: config.modelDir || undefined,
         psk,
         log,
       });
@@ -119,7 +128,15 @@ export = function register(RED: NodeAPI): void {
       node.error(`PSK table: ${(err as Error).message}`);
       node.lwm2m = new Lwm2mServer({ bind: config.bind || '0.0.0.0', coapPort, coapsPort, allowNoSec: config.allowNoSec === true, log });
     }
-    node.ready = node.lwm2m.start().then(
+    const previous = handovers.get(node.id);
+    handovers.delete(node.id);
+    const bind = config.bind || '0.0.0.0';
+    // Sessions and registrations only carry over when the server still listens where the devices talk to it.
+    const carried = previous && previous.bind === bind && previous.coapPort === coapPort && previous.coapsPort === coapsPort ? previous.state : undefined;
+    node.lwm2m.on('notification', (n: Lwm2mNotification, owner?: string) => {
+      if (owner) node.notifyTargets.get(owner)?.(n);
+    });
+    node.ready = node.lwm2m.start(carried).then(
       (ports) => {
         const parts = [ports.coap ? `coap ${ports.coap}` : '', ports.coaps ? `coaps ${ports.coaps}` : ''].filter(Boolean);
         setStatus({ fill: 'green', shape: 'dot', text: `listening ${parts.join(', ') || '(no port)'}` });
@@ -140,11 +157,13 @@ export = function register(RED: NodeAPI): void {
       delete node.users[user.id];
       done();
     };
-    node.on('close', (_removed: boolean, done: () => void) => {
-      node.lwm2m
-        .stop()
-        .catch((err: Error) => node.warn(`LwM2M server close: ${err.message}`))
-        .finally(() => done());
+    node.on('close', (removed: boolean, done: () => void) => {
+      const closing = removed
+        ? node.lwm2m.stop()
+        : node.lwm2m.detach().then((state) => {
+            handovers.set(node.id, { state, bind, coapPort, coapsPort });
+          });
+      closing.catch((err: Error) => node.warn(`LwM2M server close: ${err.message}`)).finally(() => done());
     });
   }
   RED.nodes.registerType('lwm2m-server', Lwm2mServerNode, { credentials: { psk: { type: 'text' } } });
@@ -190,7 +209,6 @@ export = function register(RED: NodeAPI): void {
         .then(() =>
           server.lwm2m.request({
             endpoint, operation, path, payload: msg.payload, format, timeout, owner: node.id,
-            onNotify: (n) => server.notifyTargets.get(node.id)?.(n),
             onObserveEnd: (reason) => node.status({ fill: 'grey', shape: 'ring', text: `observation ended: ${reason}` }),
           }),
         )
@@ -201,7 +219,7 @@ export = function register(RED: NodeAPI): void {
             msg.format = res.format;
             msg.endpoint = res.endpoint;
             msg.topic = res.path;
-            msg.lwm2m = { rttMs: res.rttMs, secure: res.secure, sessionReused: res.sessionReused, handshakes: res.handshakes };
+            msg.lwm2m = { rttMs: res.rttMs, secure: res.secure, sessionReused: res.sessionReused, handshakes: res.handshakes, names: res.names };
             if (res.location !== undefined) msg.location = res.location;
             if (res.observe !== undefined) msg.observe = res.observe;
             send(msg);

@@ -20,11 +20,13 @@ export interface Harness {
   /** When set and returning true, the datagram the server wants to send is not written to the socket. */
   dropOutgoing?: (d: Datagram) => boolean;
   close(): Promise<void>;
+  /** Stops the server without close_notify (server.detach()) and closes the socket. */
+  detach(): Promise<void>;
 }
 
-/** A DtlsServer wired to a real UDP socket on 127.0.0.1 (ephemeral port). */
+/** A DtlsServer wired to a real UDP socket on 127.0.0.1 (ephemeral port unless `bindPort` is given). */
 export async function startHarness(
-  opts: Partial<DtlsServerOptions> & Pick<DtlsServerOptions, 'pskLookup'>,
+  opts: Partial<DtlsServerOptions> & Pick<DtlsServerOptions, 'pskLookup'>, bindPort = 0,
 ): Promise<Harness> {
   const socket = dgram.createSocket('udp4');
   const logs: string[] = [];
@@ -50,7 +52,7 @@ export async function startHarness(
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => resolve());
+    socket.bind(bindPort, '127.0.0.1', () => resolve());
   });
   const port = (socket.address() as AddressInfo).port;
   let closed = false;
@@ -62,11 +64,18 @@ export async function startHarness(
       server.close();
       await new Promise<void>((resolve) => socket.close(() => resolve()));
     },
+    detach: async () => {
+      if (closed) return;
+      closed = true;
+      server.detach();
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+    },
   };
   return h;
 }
 
-export type NodeSuite = 'TLS_PSK_WITH_AES_128_CCM_8' | 'TLS_PSK_WITH_AES_128_CBC_SHA256' | 'TLS_PSK_WITH_AES_128_GCM_SHA256';
+export type NodeSuite = 'TLS_PSK_WITH_AES_128_CCM_8' | 'TLS_PSK_WITH_AES_128_CCM' | 'TLS_PSK_WITH_AES_128_CBC_SHA256' |
+  'TLS_PSK_WITH_AES_128_GCM_SHA256';
 
 export interface NodeClient {
   socket: dtls.Socket;

@@ -1,9 +1,9 @@
 /**
  * LwM2M content formats: payload ⇄ values keyed by full path.
  *
- * Supported here: text/plain (0), link-format (40, decode), opaque (42), SenML JSON (110), OMA-TLV (11542).
- * CBOR (60), SenML CBOR (112), LwM2M JSON (11543) and LwM2M CBOR (11544) are recognised and refused with a
- * clear `Lwm2mContentError` until their codecs exist.
+ * Every LwM2M format, both ways: text/plain (0), opaque (42), CBOR (60, one value), SenML JSON (110),
+ * SenML CBOR (112), OMA-TLV (11542), LwM2M JSON (11543, the 1.0 JSON format) and LwM2M CBOR (11544, 1.2);
+ * link-format (40) is decoded only (servers do not send it).
  */
 import { Lwm2mPath, Lwm2mPathError, pathLevel, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
@@ -12,6 +12,10 @@ import { ContentFormat, formatName, normalizeFormat } from './formats';
 import { decodeOpaque, decodeText, encodeOpaque, encodeText } from './text';
 import { decodeTlv, encodeTlv } from './tlv';
 import { decodeSenmlJson, encodeSenmlJson, encodeSenmlJsonPaths } from './senml-json';
+import { decodeSenmlCbor, encodeSenmlCbor, encodeSenmlCborPaths } from './senml-cbor';
+import { decodeCborValue, encodeCborValue } from './cbor';
+import { decodeLwm2mJson, encodeLwm2mJson } from './lwm2m-json';
+import { decodeLwm2mCbor, encodeLwm2mCbor } from './lwm2m-cbor';
 import { Lwm2mValue, describeValue } from './values';
 
 export { Lwm2mContentError } from './errors';
@@ -24,14 +28,13 @@ export type { Link } from './link-format';
 export { readTlv, writeTlv, decodeTlvValue, encodeTlvValue, TlvType } from './tlv';
 export type { TlvEntry } from './tlv';
 export { decodeSenmlJsonRecords, encodeSenmlJsonPaths } from './senml-json';
-export type { SenmlRecord, SenmlValueKind } from './senml-json';
+export type { SenmlRecord, SenmlValueKind } from './senml';
+export { decodeSenmlCborRecords, encodeSenmlCborPaths, SENML_CBOR_LABELS } from './senml-cbor';
+export { decodeLwm2mJsonRecords } from './lwm2m-json';
+export { CborWriter, decodeCbor } from './cbor';
 export { flattenWrite, isContainer } from './write-values';
 export type { WriteEntry } from './write-values';
 export { parseTextValue } from './text';
-
-function unsupported(format: number): never {
-  throw new Lwm2mContentError(`content format ${format} (${formatName(format)}) is not supported yet`);
-}
 
 function checkPath(path: Lwm2mPath): string {
   try {
@@ -81,10 +84,13 @@ export function decodeContent(
       case ContentFormat.LINK:
         return { [here]: buf.toString('utf8') };
       case ContentFormat.CBOR:
+        return decodeCborValue(buf, path, model);
       case ContentFormat.SENML_CBOR:
+        return decodeSenmlCbor(buf, path, model);
       case ContentFormat.LWM2M_JSON:
+        return decodeLwm2mJson(buf, path, model);
       case ContentFormat.LWM2M_CBOR:
-        return unsupported(format);
+        return decodeLwm2mCbor(buf, path, model);
       default:
         throw new Lwm2mContentError(`unknown content format ${format}`);
     }
@@ -114,10 +120,13 @@ export function encodeContent(format: number, path: Lwm2mPath, value: unknown, m
       case ContentFormat.LINK:
         throw new Lwm2mContentError('link-format is only decoded (servers do not send it)');
       case ContentFormat.CBOR:
+        return encodeCborValue(path, value, model);
       case ContentFormat.SENML_CBOR:
+        return encodeSenmlCbor(path, value, model);
       case ContentFormat.LWM2M_JSON:
+        return encodeLwm2mJson(path, value, model);
       case ContentFormat.LWM2M_CBOR:
-        return unsupported(format);
+        return encodeLwm2mCbor(path, value, model);
       default:
         throw new Lwm2mContentError(`unknown content format ${format}`);
     }
@@ -125,13 +134,17 @@ export function encodeContent(format: number, path: Lwm2mPath, value: unknown, m
 }
 
 /**
- * The payload of a Read-Composite / Observe-Composite request naming `paths` (SenML JSON for now).
- * Throws `Lwm2mContentError` for other formats.
+ * The payload of a Read-Composite / Observe-Composite request naming `paths`, in SenML JSON or SenML CBOR (the
+ * formats LwM2M defines for it). Throws `Lwm2mContentError` for other formats.
  */
 export function encodeCompositePaths(format: number, paths: readonly Lwm2mPath[]): Buffer {
   paths.forEach(checkPath);
-  if (normalizeFormat(format) === ContentFormat.SENML_JSON) return encodeSenmlJsonPaths(paths);
-  return unsupported(format);
+  const fmt = normalizeFormat(format);
+  if (fmt === ContentFormat.SENML_JSON) return encodeSenmlJsonPaths(paths);
+  if (fmt === ContentFormat.SENML_CBOR) return encodeSenmlCborPaths(paths);
+  throw new Lwm2mContentError(
+    `a composite request names its paths in senml-json or senml-cbor, not ${formatName(format)}`,
+  );
 }
 
 /**

@@ -1,0 +1,457 @@
+'use strict';
+/**
+ * `npm run bench`: measures the LwM2M server against its limits in one run, prints a table and then one line of
+ * JSON (SPEC "Benchmark output"). Everything runs on loopback, bounded in count and time.
+ *
+ * Processes: this orchestrator (measures nothing itself), one measured server process at a time
+ * (bench/server-proc.js, the built dist/ library or the built Node-RED nodes), and the simulated fleet
+ * (bench/fleet.js, several processes, each device on its own UDP socket with its own DTLS session).
+ *
+ * Environment: BENCH_QUICK=1 (small sizes, < 2 min), BENCH_DEVICES (registered fleet, default 10000 / quick 1000),
+ * BENCH_BIG_DEVICES (memory fleet, default 100000 / quick 5000), BENCH_WINDOW (outstanding requests; default: the
+ * best of 8, 16, 32 and 64 in a short sweep, then used for the reads, the UDP echo and handshake-per-request),
+ * BENCH_SECONDS (seconds per throughput phase, default 10 / quick 3), BENCH_FLEET_PROCS (default 2),
+ * BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
+ * built copy of the package: the directory holding its dist/ and nodes/), BENCH_HEAP=0 (skip the heap snapshots).
+ */
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnChild } = require('./lib/child');
+const { analyseProfile } = require('./lib/profile');
+const { heapDiff } = require('./lib/heap');
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const envNum = (name, def) => (process.env[name] !== undefined && process.env[name] !== '' ? Number(process.env[name]) : def);
+const CFG = {
+  devices: envNum('BENCH_DEVICES', QUICK ? 1000 : 10000),
+  bigDevices: envNum('BENCH_BIG_DEVICES', QUICK ? 5000 : 100000),
+  windows: process.env.BENCH_WINDOW ? [Number(process.env.BENCH_WINDOW)] : [8, 16, 32, 64],
+  window: 64,
+  seconds: envNum('BENCH_SECONDS', QUICK ? 3 : 10),
+  fleetProcs: envNum('BENCH_FLEET_PROCS', 2),
+  perProcSockets: 15000,
+  regConcurrency: 32,
+  noderedDevices: QUICK ? 1000 : 1000,
+  profile: process.env.BENCH_PROFILE !== '0',
+  nodered: process.env.BENCH_NODERED !== '0',
+  heap: process.env.BENCH_HEAP !== '0',
+};
+const HS_FROM = 1_000_000;
+const HS_IDS = 64;
+const HOST = '127.0.0.1';
+const SERVER = path.join(__dirname, 'server-proc.js');
+const FLEET = path.join(__dirname, 'fleet.js');
+const HARD_LIMIT_MS = (QUICK ? 2 : 10) * 60_000;
+
+const children = new Set();
+const results = {};
+let heap;
+const notes = [];
+const phaseErrors = [];
+const t0 = Date.now();
+const LOAD_AT_START = os.loadavg();
+
+function log(s) {
+  process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}\n`);
+}
+
+function spawn(script, opts) {
+  const c = spawnChild(script, opts);
+  children.add(c);
+  c.proc.once('exit', () => children.delete(c));
+  return c;
+}
+
+async function exitAll(list) {
+  await Promise.all(list.map((c) => c.exit()));
+}
+
+/** Sum of CPU time of the given children between two samples, in % of one core. */
+async function cpuSample(list) {
+  return Promise.all(list.map((c) => c.call('cpu')));
+}
+function cpuPct(before, after) {
+  let used = 0;
+  let wall = 0;
+  for (let i = 0; i < before.length; i++) {
+    used += (after[i].cpu.user - before[i].cpu.user) + (after[i].cpu.system - before[i].cpu.system);
+    wall = Math.max(wall, (after[i].wall - before[i].wall) * 1000);
+  }
+  return (100 * used) / wall;
+}
+
+function split(total, parts) {
+  const out = [];
+  for (let i = 0; i < parts; i++) out.push(Math.floor(total / parts) + (i < total % parts ? 1 : 0));
+  return out;
+}
+
+/** Registers devices [0, count) spread over the fleet processes; returns { ok, failed, rate, fleetCpuPct }. */
+async function registerFleet(fleets, port, count, bindFor = () => HOST) {
+  const shares = split(count, fleets.length);
+  const c0 = await cpuSample(fleets);
+  const start = performance.now();
+  let from = 0;
+  const runs = fleets.map((f, i) => {
+    const args = { host: HOST, port, bind: bindFor(i), from, count: shares[i], concurrency: CFG.regConcurrency };
+    from += shares[i];
+    return f.call('register', args);
+  });
+  const res = await Promise.all(runs);
+  const ms = performance.now() - start;
+  const c1 = await cpuSample(fleets);
+  const ok = res.reduce((a, r) => a + r.ok, 0);
+  const failed = res.reduce((a, r) => a + r.failed, 0);
+  const error = res.find((r) => r.error)?.error;
+  return { ok, failed, error, ms, rate: ok / (ms / 1000), fleetCpuPct: cpuPct(c0, c1) };
+}
+
+/** Runs fn and samples CPU of the fleet processes (summed) and of the server around it. */
+async function measured(fleets, server, fn) {
+  const all = server ? [...fleets, server] : fleets;
+  const c0 = await cpuSample(all);
+  const r = await fn();
+  const c1 = await cpuSample(all);
+  const out = { ...r, fleetCpuPct: cpuPct(c0.slice(0, fleets.length), c1.slice(0, fleets.length)) };
+  if (server) {
+    const a = c0[fleets.length];
+    const b = c1[fleets.length];
+    out.serverCpuPct = cpuPct([a], [b]);
+    out.serverCpuUs = (b.cpu.user - a.cpu.user) + (b.cpu.system - a.cpu.system);
+  }
+  return out;
+}
+
+function perDevice(after, before, n) {
+  return { rss: Math.round((after.rss - before.rss) / n), heap: Math.round((after.heapUsed - before.heapUsed) / n), external: Math.round(((after.external - before.external)) / n) };
+}
+
+async function phase(name, fn) {
+  log(`${name} ...`);
+  try {
+    await fn();
+  } catch (e) {
+    phaseErrors.push(`${name}: ${e.message.split('\n')[0]}`);
+    log(`${name} FAILED: ${e.stack}`);
+  }
+}
+
+/** Phase group 1: the registered fleet against one server: registrations, memory at 10k, reads, latency, echo, handshakes. */
+async function mainServer() {
+  const server = spawn(SERVER, { execArgv: ['--expose-gc'], name: 'server' });
+  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}` }));
+  try {
+    const { port, before, afterPsk } = await server.call('start', { pskFrom: 0, pskCount: CFG.devices, hsFrom: HS_FROM, hsCount: HS_IDS });
+    const heapDir = CFG.heap ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-bench-heap-')) : undefined;
+    if (heapDir) await server.call('heapSnapshot', { file: path.join(heapDir, 'before.heapsnapshot') });
+    await phase(`register ${CFG.devices} devices`, async () => {
+      const r = await measured([], server, () => registerFleet(fleets, port, CFG.devices));
+      results.registrationServerUsPerOp = r.serverCpuUs / r.ok;
+      results.registrationsPerSec = r.rate;
+      results.registrationFailures = r.failed;
+      results.registrationFleetCpuPct = r.fleetCpuPct;
+      if (r.failed) notes.push(`${r.failed} of ${CFG.devices} registrations failed (${r.error})`);
+      const reg = await server.call('registered');
+      results.registeredDevices = reg.count;
+      await new Promise((res) => setTimeout(res, 500));
+      const after = await server.call('mem');
+      const per = perDevice(after, before, reg.count);
+      results.devices10k = reg.count;
+      results.bytesPerSession10k = per.rss;
+      results.heapPerSession10k = per.heap;
+      results.pskStoreBytesPerDevice10k = Math.round((afterPsk.rss - before.rss) / CFG.devices);
+      results.serverRss10k = after.rss;
+      if (heapDir) {
+        await server.call('heapSnapshot', { file: path.join(heapDir, 'after.heapsnapshot') });
+        heap = heapDiff(path.join(heapDir, 'before.heapsnapshot'), path.join(heapDir, 'after.heapsnapshot'), reg.count);
+        fs.rmSync(heapDir, { recursive: true, force: true });
+      }
+    });
+    const sizes = { req: 47, resp: 63 };
+    await phase('window sweep', async () => {
+      if (CFG.windows.length === 1) {
+        results.window = CFG.windows[0];
+        return;
+      }
+      const sweep = {};
+      for (const w of CFG.windows) {
+        const r = await server.call('load', { from: 0, count: results.registeredDevices || CFG.devices, window: w, durationMs: 2000, warmupMs: 500 });
+        sweep[w] = Math.round(r.rps);
+      }
+      results.windowSweep = sweep;
+      results.window = Number(Object.entries(sweep).sort((a, b) => b[1] - a[1])[0][0]);
+    });
+    CFG.window = results.window || 64;
+    await phase(`pooled reads (window ${CFG.window}, ${results.registeredDevices} devices)`, async () => {
+      const r = await measured(fleets, undefined, () => server.call('load', { from: 0, count: results.registeredDevices || CFG.devices, window: CFG.window, durationMs: CFG.seconds * 1000 }));
+      results.pooledServerUsPerOp = (r.cpuPct / 100) * 1e6 / r.rps;
+      results.pooledReadRps = r.rps;
+      results.pooledReadFailures = r.failed;
+      results.pooledServerCpuPct = r.cpuPct;
+      results.loadGeneratorCpuPct = r.fleetCpuPct;
+      results.pooledP50Ms = r.latency.p50;
+      results.pooledP99Ms = r.latency.p99;
+      const st = await Promise.all(fleets.map((f) => f.call('stats')));
+      const n = st.reduce((a, s) => a + s.sizeSamples, 0);
+      if (n > 0) {
+        sizes.req = Math.round(st.reduce((a, s) => a + s.reqBytes, 0) / n);
+        sizes.resp = Math.round(st.reduce((a, s) => a + s.respBytes, 0) / n);
+      }
+      results.readDatagramBytes = sizes;
+    });
+    await phase('latency at half the maximum rate', async () => {
+      const rate = Math.max(1, Math.round((results.pooledReadRps || 1000) / 2));
+      const r = await server.call('load', { from: 0, count: results.registeredDevices || CFG.devices, window: CFG.window, durationMs: CFG.seconds * 1000, rate });
+      results.latencyRate = rate;
+      results.latencyAchievedRps = r.rps;
+      results.p50Ms = r.latency.p50;
+      results.p99Ms = r.latency.p99;
+      results.p999Ms = undefined;
+      results.latencyMaxMs = r.latency.max;
+    });
+    await phase('raw UDP echo', async () => {
+      const targets = [];
+      for (const f of fleets) targets.push({ address: HOST, port: (await f.call('echoStart', { bind: HOST, replySize: sizes.resp })).port });
+      const r = await measured(fleets, undefined, () => server.call('echo', { targets, window: CFG.window, durationMs: CFG.seconds * 1000, size: sizes.req }));
+      await Promise.all(fleets.map((f) => f.call('echoStop')));
+      results.udpEchoRps = r.rps;
+      results.udpEchoCpuPct = r.cpuPct;
+      results.udpEchoFleetCpuPct = r.fleetCpuPct;
+      results.udpEchoServerUsPerOp = (r.cpuPct / 100) * 1e6 / r.rps;
+    });
+    const hsSeconds = Math.max(2, Math.round(CFG.seconds * 0.6));
+    const handshakes = async (concurrency, withRequest) => {
+      const per = split(concurrency, Math.min(concurrency, fleets.length));
+      const used = fleets.slice(0, per.length);
+      return measured(used, server, async () => {
+        const res = await Promise.all(used.map((f, i) => f.call('handshakes', {
+          host: HOST, port, bind: HOST, from: HS_FROM + i * (HS_IDS / 2), idCount: HS_IDS / 2, concurrency: per[i], durationMs: hsSeconds * 1000, withRequest,
+        })));
+        const ok = res.reduce((a, r) => a + r.ok, 0);
+        const failed = res.reduce((a, r) => a + r.failed, 0);
+        const ms = Math.max(...res.map((r) => r.ms));
+        return { ok, failed, rate: ok / (ms / 1000), error: res.find((r) => r.error)?.error };
+      });
+    };
+    await phase('PSK handshakes, concurrency 1', async () => {
+      const r = await handshakes(1, false);
+      results.handshakesPerSecC1 = r.rate;
+      results.handshakesC1FleetCpuPct = r.fleetCpuPct;
+      results.handshakesC1ServerCpuPct = r.serverCpuPct;
+      if (r.failed) notes.push(`handshakes C1: ${r.failed} failed (${r.error})`);
+    });
+    await phase('PSK handshakes, concurrency 8', async () => {
+      const r = await handshakes(8, false);
+      results.handshakesPerSecC8 = r.rate;
+      results.handshakesC8FleetCpuPct = r.fleetCpuPct;
+      results.handshakesC8ServerCpuPct = r.serverCpuPct;
+      results.handshakeServerUsPerOp = r.serverCpuUs / r.ok;
+      if (r.failed) notes.push(`handshakes C8: ${r.failed} failed (${r.error})`);
+    });
+    await phase(`handshake per request (window ${CFG.window})`, async () => {
+      const r = await handshakes(CFG.window, true);
+      results.perRequestHandshakeRps = r.rate;
+      results.perRequestFleetCpuPct = r.fleetCpuPct;
+      results.perRequestServerCpuPct = r.serverCpuPct;
+      results.perRequestServerUsPerOp = r.serverCpuUs / r.ok;
+      if (r.failed) notes.push(`handshake-per-request: ${r.failed} failed (${r.error})`);
+    });
+  } finally {
+    await exitAll([server, ...fleets]);
+  }
+}
+
+/** Phase group 2: the pooled read through a Node-RED flow (lwm2m-request node, built nodes/lwm2m.js). */
+async function noderedServer() {
+  const server = spawn(SERVER, { execArgv: ['--expose-gc'], name: 'node-red server' });
+  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}` }));
+  try {
+    const n = CFG.noderedDevices;
+    const { port } = await server.call('noderedStart', { pskFrom: 0, pskCount: n });
+    const reg = await registerFleet(fleets, port, n);
+    if (reg.failed) notes.push(`Node-RED phase: ${reg.failed} registrations failed (${reg.error})`);
+    const count = (await server.call('registered')).count;
+    const r = await measured(fleets, undefined, () => server.call('load', { from: 0, count, window: CFG.window, durationMs: CFG.seconds * 1000 }));
+    results.nodeRedPooledReadRps = r.rps;
+    results.nodeRedDevices = count;
+    results.nodeRedFailures = r.failed;
+    results.nodeRedServerCpuPct = r.cpuPct;
+    results.nodeRedFleetCpuPct = r.fleetCpuPct;
+    results.nodeRedServerUsPerOp = (r.cpuPct / 100) * 1e6 / r.rps;
+  } finally {
+    await exitAll([server, ...fleets]);
+  }
+}
+
+/** Phase group 3: a fresh server under `node --cpu-prof`, profiled during pooled reads only (samples filtered by time). */
+async function profileServer() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-bench-prof-'));
+  const server = spawn(SERVER, { execArgv: ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'], name: 'profiled server' });
+  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}` }));
+  let window;
+  try {
+    const n = Math.min(CFG.devices, 1000);
+    const { port } = await server.call('start', { pskFrom: 0, pskCount: n, hsFrom: HS_FROM, hsCount: 1 });
+    await registerFleet(fleets, port, n);
+    const r = await server.call('load', { from: 0, count: n, window: CFG.window, durationMs: CFG.seconds * 1000 });
+    results.profiledReadRps = r.rps;
+    window = r.windowHr.map((x) => Number(BigInt(x) / 1000n));
+  } finally {
+    await exitAll([server, ...fleets]);
+  }
+  const file = fs.readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error('no .cpuprofile written');
+  const full = path.join(dir, file);
+  const a = analyseProfile(full, window, path.join(process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..'), 'dist', 'index.js'));
+  results.profileFile = full;
+  return a;
+}
+
+/** Phase group 4: memory per idle registered device with a big fleet (several fleet processes, <= 15,000 sockets each). */
+async function bigFleet() {
+  const n = CFG.bigDevices;
+  const procs = Math.max(1, Math.ceil(n / CFG.perProcSockets));
+  const server = spawn(SERVER, { execArgv: ['--expose-gc', '--max-old-space-size=8192'], name: 'big server' });
+  const fleets = Array.from({ length: procs }, (_, i) => spawn(FLEET, { name: `bigfleet${i}` }));
+  try {
+    const { port, before, afterPsk } = await server.call('start', { pskFrom: 0, pskCount: n, hsFrom: HS_FROM, hsCount: 1 });
+    // One loopback address per fleet process once the fleet needs more ports than one address offers.
+    const bindFor = (i) => (n > 25000 ? `127.0.0.${i + 1}` : HOST);
+    const r = await registerFleet(fleets, port, n, bindFor);
+    if (r.failed) notes.push(`big fleet: ${r.failed} of ${n} registrations failed (${r.error})`);
+    const reg = (await server.call('registered')).count;
+    await new Promise((res) => setTimeout(res, 1000));
+    const after = await server.call('mem');
+    const per = perDevice(after, before, reg);
+    results.devices100k = reg;
+    results.bytesPerSession100k = per.rss;
+    results.heapPerSession100k = per.heap;
+    results.pskStoreBytesPerDevice100k = Math.round((afterPsk.rss - before.rss) / n);
+    results.serverRss100k = after.rss;
+    results.registrationsPerSecBig = r.rate;
+    results.bigFleetProcs = procs;
+    if (reg < 100000) notes.push(`bytesPerSession100k measured with ${reg} registered devices (not 100,000)`);
+  } finally {
+    await exitAll([server, ...fleets]);
+  }
+}
+
+const fmt = (v, d = 0) => (typeof v === 'number' && Number.isFinite(v) ? v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
+
+function table(profile) {
+  const r = results;
+  const rows = [
+    ['raw UDP echo round trips/s (limit)', fmt(r.udpEchoRps), `window ${CFG.window}, ${r.readDatagramBytes?.req ?? '?'} B out / ${r.readDatagramBytes?.resp ?? '?'} B back, ${CFG.fleetProcs} echo processes; sender CPU ${fmt(r.udpEchoCpuPct)} % (${fmt(r.udpEchoServerUsPerOp, 1)} us/op), echo CPU ${fmt(r.udpEchoFleetCpuPct)} %`],
+    ['pooled LwM2M Read round trips/s', fmt(r.pooledReadRps), `Lwm2mServer.request read /3/0/0, window ${CFG.window}, over ${fmt(r.registeredDevices)} registered DTLS devices; server CPU ${fmt(r.pooledServerCpuPct)} % (${fmt(r.pooledServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.loadGeneratorCpuPct)} %${r.windowSweep ? `; window sweep ${JSON.stringify(r.windowSweep)}` : ''}`],
+    ['handshake-per-request round trips/s', fmt(r.perRequestHandshakeRps), `window ${CFG.window}; server CPU ${fmt(r.perRequestServerCpuPct)} % (${fmt(r.perRequestServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.perRequestFleetCpuPct)} %`],
+    ['PSK handshakes/s, concurrency 1', fmt(r.handshakesPerSecC1), `server CPU ${fmt(r.handshakesC1ServerCpuPct)} %, fleet CPU ${fmt(r.handshakesC1FleetCpuPct)} %`],
+    ['PSK handshakes/s, concurrency 8', fmt(r.handshakesPerSecC8), `server CPU ${fmt(r.handshakesC8ServerCpuPct)} % (${fmt(r.handshakeServerUsPerOp, 1)} us/handshake), fleet CPU ${fmt(r.handshakesC8FleetCpuPct)} %`],
+    [`registrations/s (${fmt(CFG.devices)} devices)`, fmt(r.registrationsPerSec), `handshake + Register, ${CFG.fleetProcs} x ${CFG.regConcurrency} in flight; server ${fmt(r.registrationServerUsPerOp, 1)} us/registration, fleet CPU ${fmt(r.registrationFleetCpuPct)} %`],
+    [`RSS bytes per device at ${fmt(r.devices10k)}`, fmt(r.bytesPerSession10k), `heap ${fmt(r.heapPerSession10k)} B/device; PSK store share ${fmt(r.pskStoreBytesPerDevice10k)} B`],
+    [`RSS bytes per device at ${fmt(r.devices100k)}`, fmt(r.bytesPerSession100k), `heap ${fmt(r.heapPerSession100k)} B/device; PSK store share ${fmt(r.pskStoreBytesPerDevice100k)} B; server RSS ${fmt((r.serverRss100k || 0) / 2 ** 20)} MiB; ${fmt(r.registrationsPerSecBig)} reg/s`],
+    ['latency p50 / p99 ms at half max rate', `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`, `offered ${fmt(r.latencyRate)}/s, achieved ${fmt(r.latencyAchievedRps)}/s, max ${fmt(r.latencyMaxMs, 1)} ms`],
+    ['Node-RED pooled Read round trips/s', fmt(r.nodeRedPooledReadRps), `lwm2m-request node in a flow, ${fmt(r.nodeRedDevices)} devices, window ${CFG.window}; Node-RED process CPU ${fmt(r.nodeRedServerCpuPct)} % (${fmt(r.nodeRedServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.nodeRedFleetCpuPct)} %`],
+  ];
+  const w0 = Math.max(...rows.map((x) => x[0].length));
+  const w1 = Math.max(...rows.map((x) => x[1].length));
+  const out = [];
+  out.push(`LwM2M server benchmark${QUICK ? ' (QUICK: reduced sizes)' : ''}: ${os.cpus().length} cores (${os.cpus()[0]?.model?.trim()}), ${fmt(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${fmt((Date.now() - t0) / 1000)} s`);
+  out.push(`load average at start ${LOAD_AT_START.map((x) => x.toFixed(2)).join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (anything else running on the machine shows here)`);
+  out.push('');
+  for (const [a, b, c] of rows) out.push(`${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`);
+  out.push('');
+  out.push('Targets:');
+  for (const t of targets()) out.push(`  ${t.pass === undefined ? 'n/a ' : t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.value}`);
+  out.push('');
+  out.push('Definitions: a "round trip" is one confirmable CoAP GET /3/0/0 from the server answered by a piggybacked 2.05');
+  out.push('(text, 20 bytes) from the device, over DTLS 1.2 PSK AES-128-CCM_8. "Handshake per request" = new UDP socket,');
+  out.push('full PSK handshake with the cookie exchange, one confirmable CoAP GET sent to the server and its answer');
+  out.push('(4.04 from the server\'s resource handler), close_notify, socket closed: what every request costs without');
+  out.push('a pooled session. The fleet (load generator) is separate processes; its CPU is % of one core, summed.');
+  if (heap) {
+    out.push('');
+    out.push(`Heap added per registered device (V8 heap snapshots before/after ${fmt(r.devices10k)} registrations): ${fmt(heap.bytesPerDevice)} B`);
+    for (const h of heap.top) out.push(`    ${fmt(h.bytes).padStart(6)} B  ${h.objects.toFixed(2).padStart(6)} objects  ${h.name}`);
+  }
+  if (profile) {
+    out.push('');
+    out.push(`CPU profile of the server during pooled reads (node --cpu-prof, ${profile.samples} samples in the read window, ${profile.file}):`);
+    out.push('  self time by function:');
+    for (const f of profile.topSelf) out.push(`    ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`);
+    out.push('  self time by source file:');
+    for (const f of profile.byFile) out.push(`    ${f.pct.toFixed(1).padStart(5)} %  ${f.file}`);
+    out.push('  inclusive time (project functions):');
+    for (const f of profile.topTotal) out.push(`    ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`);
+  }
+  if (notes.length || phaseErrors.length) {
+    out.push('');
+    for (const n of notes) out.push(`note: ${n}`);
+    for (const e of phaseErrors) out.push(`phase failed: ${e}`);
+  }
+  return out.join('\n');
+}
+
+function targets() {
+  const r = results;
+  const ratio = (a, b) => (a && b ? a / b : undefined);
+  const pu = ratio(r.pooledReadRps, r.udpEchoRps);
+  const ph = ratio(r.pooledReadRps, r.perRequestHandshakeRps);
+  return [
+    { name: 'pooled reads >= 0.40 x raw UDP echo', value: pu === undefined ? 'n/a' : `${pu.toFixed(3)} x`, pass: pu === undefined ? undefined : pu >= 0.4 },
+    { name: 'pooled >= 20 x handshake-per-request', value: ph === undefined ? 'n/a' : `${ph.toFixed(2)} x`, pass: ph === undefined ? undefined : ph >= 20 },
+    { name: '>= 2,000 PSK handshakes/s at concurrency 8', value: fmt(r.handshakesPerSecC8), pass: r.handshakesPerSecC8 === undefined ? undefined : r.handshakesPerSecC8 >= 2000 },
+    { name: '100,000 registered DTLS devices at <= 4 KB RSS each', value: `${fmt(r.bytesPerSession100k)} B at ${fmt(r.devices100k)} devices`, pass: r.bytesPerSession100k === undefined ? undefined : r.devices100k >= 100000 && r.bytesPerSession100k <= 4096 },
+    { name: 'p99 < 5 ms at half the maximum rate', value: `${fmt(r.p99Ms, 2)} ms`, pass: r.p99Ms === undefined ? undefined : r.p99Ms < 5 },
+  ];
+}
+
+async function main() {
+  const hard = setTimeout(() => {
+    log(`hard time limit of ${HARD_LIMIT_MS / 1000} s reached, stopping`);
+    for (const c of children) c.proc.kill('SIGKILL');
+    process.exit(2);
+  }, HARD_LIMIT_MS);
+  log(`config ${JSON.stringify(CFG)}`);
+  await phase('registered fleet', mainServer);
+  if (CFG.nodered) await phase('Node-RED flow', noderedServer);
+  let profile;
+  if (CFG.profile) await phase('CPU profile', async () => { profile = await profileServer(); });
+  await phase(`big fleet (${CFG.bigDevices} devices)`, bigFleet);
+  clearTimeout(hard);
+  const r = results;
+  const json = {
+    udpEchoRps: round(r.udpEchoRps), pooledReadRps: round(r.pooledReadRps), perRequestHandshakeRps: round(r.perRequestHandshakeRps),
+    handshakesPerSecC1: round(r.handshakesPerSecC1), handshakesPerSecC8: round(r.handshakesPerSecC8), registrationsPerSec: round(r.registrationsPerSec),
+    bytesPerSession10k: r.bytesPerSession10k, bytesPerSession100k: r.bytesPerSession100k, p50Ms: round(r.p50Ms, 3), p99Ms: round(r.p99Ms, 3),
+    nodeRedPooledReadRps: round(r.nodeRedPooledReadRps), loadGeneratorCpuPct: round(r.loadGeneratorCpuPct, 1),
+    pooledVsUdp: round(r.pooledReadRps / r.udpEchoRps, 3), pooledVsHandshakePerRequest: round(r.pooledReadRps / r.perRequestHandshakeRps, 2),
+    heapPerSession10k: r.heapPerSession10k, heapPerSession100k: r.heapPerSession100k, devices10k: r.devices10k, devices100k: r.devices100k,
+    serverCpuPctPooled: round(r.pooledServerCpuPct, 1), nodeRedVsPooled: round(r.nodeRedPooledReadRps / r.pooledReadRps, 3),
+    pooledServerUsPerOp: round(r.pooledServerUsPerOp, 1), handshakeServerUsPerOp: round(r.handshakeServerUsPerOp, 1), perRequestServerUsPerOp: round(r.perRequestServerUsPerOp, 1),
+    window: CFG.window, quick: QUICK, loadAvg: os.loadavg().map((x) => round(x, 2)), cores: os.cpus().length, node: process.version, seconds: round((Date.now() - t0) / 1000, 1),
+    targetsPassed: targets().filter((t) => t.pass).length, targetsTotal: targets().length,
+    errors: phaseErrors.length ? phaseErrors : undefined,
+  };
+  process.stdout.write(`${table(profile)}\n`);
+  process.stdout.write(`${JSON.stringify(json)}\n`);
+}
+
+function round(v, d = 0) {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return null;
+  const m = 10 ** d;
+  return Math.round(v * m) / m;
+}
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    for (const c of children) c.proc.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
+main().catch(async (e) => {
+  log(e.stack);
+  for (const c of children) c.proc.kill('SIGKILL');
+  process.exit(1);
+});
