@@ -113,7 +113,8 @@ async function measured(fleets, server, fn) {
   const c0 = await cpuSample(all);
   const r = await fn();
   const c1 = await cpuSample(all);
-  const out = { ...r, fleetCpuPct: cpuPct(c0.slice(0, fleets.length), c1.slice(0, fleets.length)) };
+  const out = { ...r };
+  if (fleets.length) out.fleetCpuPct = cpuPct(c0.slice(0, fleets.length), c1.slice(0, fleets.length));
   if (server) {
     const a = c0[fleets.length];
     const b = c1[fleets.length];
@@ -127,10 +128,26 @@ function perDevice(after, before, n) {
   return { rss: Math.round((after.rss - before.rss) / n), heap: Math.round((after.heapUsed - before.heapUsed) / n), external: Math.round(((after.external - before.external)) / n) };
 }
 
+/** Loopback UDP datagrams the kernel dropped for a full receive buffer (Linux /proc/net/snmp), machine-wide. */
+function udpRcvbufErrors() {
+  try {
+    const lines = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+    const names = lines[0].trim().split(/\s+/);
+    const values = lines[1].trim().split(/\s+/);
+    return Number(values[names.indexOf('RcvbufErrors')]);
+  } catch {
+    return NaN;
+  }
+}
+const udpDrops = {};
+
 async function phase(name, fn) {
   log(`${name} ...`);
+  const drops0 = udpRcvbufErrors();
   try {
     await fn();
+    const d = udpRcvbufErrors() - drops0;
+    if (d > 0) udpDrops[name] = d;
   } catch (e) {
     phaseErrors.push(`${name}: ${e.message.split('\n')[0]}`);
     log(`${name} FAILED: ${e.stack}`);
@@ -384,6 +401,12 @@ function table(profile) {
     out.push('  inclusive time (project functions):');
     for (const f of profile.topTotal) out.push(`    ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`);
   }
+  if (Object.keys(udpDrops).length) {
+    out.push('');
+    out.push('UDP datagrams dropped by the kernel (receive buffer full, whole machine) per phase; each lost request or');
+    out.push('answer costs a CoAP retransmission (>= 2 s) or a DTLS flight retransmission (1 s):');
+    for (const [k, v] of Object.entries(udpDrops)) out.push(`    ${String(v).padStart(6)}  ${k}`);
+  }
   if (notes.length || phaseErrors.length) {
     out.push('');
     for (const n of notes) out.push(`note: ${n}`);
@@ -431,6 +454,7 @@ async function main() {
     pooledServerUsPerOp: round(r.pooledServerUsPerOp, 1), handshakeServerUsPerOp: round(r.handshakeServerUsPerOp, 1), perRequestServerUsPerOp: round(r.perRequestServerUsPerOp, 1),
     window: CFG.window, quick: QUICK, loadAvg: os.loadavg().map((x) => round(x, 2)), cores: os.cpus().length, node: process.version, seconds: round((Date.now() - t0) / 1000, 1),
     targetsPassed: targets().filter((t) => t.pass).length, targetsTotal: targets().length,
+    udpDrops: Object.keys(udpDrops).length ? udpDrops : undefined,
     errors: phaseErrors.length ? phaseErrors : undefined,
   };
   process.stdout.write(`${table(profile)}\n`);

@@ -3,7 +3,7 @@ import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Channel, LogFn } from './channel';
-import { CoapEndpoint, CoapTimeoutError, type CoapMessage, type CoapResponseInit } from './coap';
+import { CoapEndpoint, CoapTimeoutError, type CoapEndpointOptions, type CoapMessage, type CoapResponseInit } from './coap';
 import { DtlsServer, type DtlsSession } from './dtls';
 import type { DtlsSessionState } from './dtls/session';
 import { ObjectModel } from './lwm2m/model';
@@ -58,7 +58,8 @@ export interface Lwm2mServerOptions {
   /** Queue mode: seconds a device stays reachable after it last talked; default 93 (CoAP MAX_TRANSMIT_WAIT). */
   queueAwakeTime?: number;
   psk?: PskEntryInput[];
-  coap?: { ackTimeoutMs?: number; ackRandomFactor?: number; maxRetransmit?: number };
+  /** CoAP settings: ackTimeoutMs, ackRandomFactor, maxRetransmit, blockSize (16..1024), maxBodySize, … */
+  coap?: Omit<CoapEndpointOptions, 'onRequest' | 'log'>;
   dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number };
   model?: ObjectModel;
   /** A folder of extra DDF XML object definitions to load into the object model. */
@@ -337,8 +338,8 @@ export class Lwm2mServer extends EventEmitter {
       pool: this.pool.all().map((e) => ({ endpoint: e.endpoint, handshakes: e.handshakes, requests: e.requests, createdAt: e.createdAt, lastUsed: e.lastUsed })),
       counters: {
         requests: { ...this.requestStats },
-        handshakes: this.dtls.stats.handshakes + this.outboundStats.handshakes + this.inheritedStats.handshakes,
-        handshakesFailed: this.dtls.stats.handshakesFailed + this.outboundStats.failed + this.inheritedStats.failed,
+        handshakes: this.stats().handshakes.total,
+        handshakesFailed: this.stats().handshakes.failed,
       },
     };
   }
@@ -859,8 +860,8 @@ export class Lwm2mServer extends EventEmitter {
     return {
       sessions: { active: inbound + outbound, inbound, outbound },
       handshakes: {
-        total: this.dtls.stats.handshakes + this.outboundStats.handshakes,
-        failed: this.dtls.stats.handshakesFailed + this.outboundStats.failed,
+        total: this.dtls.stats.handshakes + this.outboundStats.handshakes + this.inheritedStats.handshakes,
+        failed: this.dtls.stats.handshakesFailed + this.outboundStats.failed + this.inheritedStats.failed,
       },
       requests: { ...this.requestStats },
       registrations: this.registry.size,

@@ -69,6 +69,13 @@ describe('admin HTTP endpoints', function () {
       assert.equal(d.session?.handshakes, 1);
       assert.equal(d.session?.requests, 0);
 
+      const filtered = await helper.request().get('/lwm2m/srv/devices?q=ADM&limit=1').expect(200);
+      assert.equal(filtered.headers['x-total-count'], '1');
+      assert.deepEqual((filtered.body as Device[]).map((x) => x.endpoint), ['adm-dev']);
+      const none = await helper.request().get('/lwm2m/srv/devices?q=zzz').expect(200);
+      assert.equal(none.headers['x-total-count'], '0');
+      assert.deepEqual(none.body, []);
+
       const objects = (await helper.request().get('/lwm2m/srv/devices/adm-dev/objects').expect(200)).body as Array<{ id: number; name?: string; instances: number[] }>;
       assert.deepEqual(objects.find((o) => o.id === 3), { id: 3, name: 'Device', version: '1.2', multiple: false, instances: [0] });
       assert.equal(objects.find((o) => o.id === 3303)?.name, 'Temperature');

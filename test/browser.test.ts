@@ -144,6 +144,10 @@ describe('editor in Chromium', function () {
       await sensor.locator('button.lwm2m-sb-read').click();
       await p.waitForSelector('.lwm2m-sb-result[data-path="/3303/0/5700"]:has-text("21.5")', { timeout: 10000 });
       await shot('browser-lwm2m-sidebar.png');
+      await p.fill('#lwm2m-sb-filter', 'no-such-device');
+      await p.waitForSelector('.lwm2m-sb-device', { state: 'detached' });
+      await p.fill('#lwm2m-sb-filter', 'DEMO');
+      await dev.waitFor();
 
       // Request dialog: the path field suggests resources with their names.
       await p.evaluate(() => {
@@ -168,6 +172,7 @@ describe('editor in Chromium', function () {
       assert.deepEqual(errorLines(r.log()), [], r.log());
     } catch (err) {
       await shot('browser-failure.png').catch(() => undefined);
+      (err as Error).message += `\n--- Node-RED log (last 40 lines) ---\n${r.log().split('\n').slice(-40).join('\n')}`;
       throw err;
     }
   });

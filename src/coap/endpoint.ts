@@ -95,9 +95,13 @@ export interface CoapResponseInit {
 }
 
 export interface CoapRequestOptions {
-  /** Overall cap in ms from the first transmission. */
+  /** Overall cap in ms from the first transmission; for a block-wise transfer it covers every block. */
   timeoutMs?: number;
-  /** Keep the token registered after the first response and deliver later notifications here. */
+  /**
+   * Keep the token registered after the first response and deliver later notifications here. A notification
+   * that carries the first Block2 block is delivered once the remaining blocks are fetched (RFC 7959 §2.6),
+   * with the whole body, and only if no newer notification arrived meanwhile.
+   */
   onNotification?: (msg: CoapMessage) => void;
   /** Aborts the request (rejecting with RequestAbortedError), or ends an established observation. */
   signal?: AbortSignal;
@@ -505,6 +509,7 @@ export class CoapEndpoint {
     let szx = startSzx;
     let offset = 0;
     let restarted = false;
+    let final: CoapMessage;
     try {
       if (payload.length > blockSize(szx) * 0x100000) throw new RangeError(`payload of ${payload.length} bytes needs more than 2^20 blocks`);
       for (;;) {
@@ -527,7 +532,10 @@ export class CoapEndpoint {
           template: more ? undefined : spec.template,
         };
         const res = await this.transferStep(ctx, step, more ? {} : { onNotification: opts.onNotification });
-        if (!more) return await this.completeBlock2(ctx, template, res, opts);
+        if (!more) {
+          final = res;
+          break;
+        }
         if (!isSuccessCode(res.code)) {
           const b = blockOf(res, BLOCK1_NAME);
           if (res.code === '4.13' && num === 0 && !restarted && b && b.szx < szx) {
@@ -550,6 +558,7 @@ export class CoapEndpoint {
       this.stats.blockTransferErrors++;
       throw err;
     }
+    return this.completeBlock2(ctx, template, final, opts);
   }
 
   /**
@@ -651,7 +660,10 @@ export class CoapEndpoint {
     let timeoutMs: number | undefined;
     if (ctx.deadline !== undefined) {
       timeoutMs = ctx.deadline - this.now();
-      if (timeoutMs <= 0) throw this.transferTimeout(ctx, ctx.blocks);
+      if (timeoutMs <= 0) {
+        this.stats.timeouts++;
+        throw this.transferTimeout(ctx, 0);
+      }
     }
     this.stats.blocksSent++;
     try {
@@ -666,8 +678,8 @@ export class CoapEndpoint {
     }
   }
 
+  /** The transfer-level timeout error (the exchange that ran out already counted the timeout, if any). */
   private transferTimeout(ctx: TransferCtx, transmissions: number): CoapTimeoutError {
-    this.stats.timeouts++;
     const elapsed = Math.round(this.now() - ctx.startedAt);
     return new CoapTimeoutError(
       `${ctx.label} to ${ctx.state.key}: block-wise transfer not finished within ${ctx.timeoutMs} ms (${ctx.blocks} blocks exchanged)`,
@@ -767,6 +779,28 @@ export class CoapEndpoint {
       else ex.cancelled = true;
     }
     state.cancelledTokens.set(key, this.now() + this.exchangeLifetimeMs);
+  }
+
+  /**
+   * Takes over an observation established by another endpoint instance (a server handed over on redeploy or
+   * restored after a restart): notifications with `token` on `channel` go to `onNotification`. The first one is
+   * accepted whatever its sequence number (RFC 7641 §3.4: more than 128 s may have passed).
+   */
+  adoptObservation(channel: Channel, token: Buffer, onNotification: (msg: CoapMessage) => void): void {
+    if (this.closed || !Buffer.isBuffer(token) || token.length === 0 || token.length > 8) return;
+    const state = this.stateFor(channel);
+    const tokenKey = token.toString('hex');
+    const old = state.byToken.get(tokenKey);
+    if (old) this.finish(old);
+    state.cancelledTokens.delete(tokenKey);
+    const now = this.now();
+    const ex: Exchange = {
+      state, token: Buffer.from(token), tokenKey, messageId: -1, bytes: Buffer.alloc(0), confirmable: false,
+      label: `adopted observation tok=${tokenKey}`, startedAt: now, transmissions: 0, timeoutMs: 0,
+      awaitingAck: false, settled: true, resolve: () => undefined, reject: () => undefined,
+      onNotification, observing: true, cancelled: false, lastObserve: 0, lastObserveAt: now - 129_000, notifyGen: 0,
+    };
+    state.byToken.set(tokenKey, ex);
   }
 
   /** Rejects the channel's pending requests with ChannelClosedError and drops all its state. */

@@ -5,3 +5,4 @@ export { type CipherSuiteName, CIPHER_SUITES } from './suites';
 export { AlertDescription, alertName } from './alerts';
 export { prf } from './prf';
 export { ReplayWindow, REPLAY_WINDOW_SIZE } from './replay';
+export { type CertificateOptions } from './certs';

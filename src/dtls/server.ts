@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../channel';
 import { type CachedSession, type ResumptionState, SessionCache } from './cache';
+import { type CertificateOptions, loadServerCredentials, loadTrustedCAs } from './certs';
 import { CookieJar } from './cookie';
 import {
   DecodeError, type HandshakeFragment, HandshakeType, decodeClientHello, encodeHandshake, encodeHelloVerifyRequest,
@@ -39,6 +40,16 @@ export interface DtlsServerOptions {
    * default 6. false = the extension is ignored.
    */
   connectionId?: { length?: number } | false;
+  /**
+   * Server key and certificate chain (PEM, EC P-256) for TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 / _GCM_SHA256. With
+   * `rpk` (default true) the key is also offered as a raw public key (RFC 7250). Clients must authenticate with a
+   * raw public key (rpkLookup) or an X.509 chain (trustedCAs).
+   */
+  certificate?: CertificateOptions;
+  /** PEM CA certificates that client X.509 chains must lead to; session.identity is the leaf's subject CN. */
+  trustedCAs?: string[];
+  /** Client raw public key (SubjectPublicKeyInfo, DER) -> identity; undefined = unknown key (certificate_unknown). */
+  rpkLookup?: (spki: Buffer) => { identity: string } | undefined;
   /** A handshake not finished by then is dropped. Default 30000. */
   handshakeTimeoutMs?: number;
   /** Initial retransmission timer (RFC 6347 §4.2.4), default 1000, doubling up to retransmitMaxMs (default 60000). */
@@ -111,7 +122,8 @@ export class DtlsServer extends EventEmitter {
 
   constructor(opts: DtlsServerOptions) {
     super();
-    const names = opts.cipherSuites ?? [...(opts.pskLookup ? DEFAULT_PSK_SUITES : []), ...DEFAULT_CERT_SUITES];
+    const names = opts.cipherSuites ??
+      [...(opts.pskLookup ? DEFAULT_PSK_SUITES : []), ...(opts.certificate ? DEFAULT_CERT_SUITES : [])];
     const suites: CipherSuiteInfo[] = [];
     for (const n of names) {
       const s = suiteByName(n);
@@ -137,6 +149,9 @@ export class DtlsServer extends EventEmitter {
       retransmitMaxMs: opts.retransmitMaxMs ?? 60_000,
       cache: this.cache,
       allocateCid: cidLength > 0 ? () => this.allocateCid() : undefined,
+      credentials: opts.certificate ? loadServerCredentials(opts.certificate) : undefined,
+      trustedCAs: opts.trustedCAs ? loadTrustedCAs(opts.trustedCAs) : undefined,
+      rpkLookup: opts.rpkLookup,
     };
     const userSend = opts.send;
     const log = this.log;

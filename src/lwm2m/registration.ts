@@ -36,6 +36,8 @@ export function parseQuery(query: string[]): Map<string, string> {
 }
 
 export interface ObjectLinks {
+  /** Whether the payload had the `rt="oma.lwm2m"` root link. */
+  hasRootLink: boolean;
   objects: string[];
   objectVersions: Record<string, string>;
   contentFormats: number[];
@@ -46,10 +48,12 @@ export interface ObjectLinks {
 export function parseObjectLinks(payload: string): ObjectLinks {
   const links = parseLinkFormat(payload);
   let rootPath = '';
+  let hasRootLink = false;
   const contentFormats: number[] = [];
   for (const link of links) {
     const rt = link.attributes.rt;
     if (rt === 'oma.lwm2m' || rt === '"oma.lwm2m"') {
+      hasRootLink = true;
       rootPath = link.uri === '/' ? '' : link.uri.replace(/\/$/, '');
       const ct = link.attributes.ct;
       if (typeof ct === 'string') {
@@ -71,7 +75,7 @@ export function parseObjectLinks(payload: string): ObjectLinks {
     const ver = link.attributes.ver;
     if (typeof ver === 'string') objectVersions[String(objectId)] = ver.replace(/"/g, '');
   }
-  return { objects, objectVersions, contentFormats, rootPath };
+  return { hasRootLink, objects, objectVersions, contentFormats, rootPath };
 }
 
 /**
@@ -138,6 +142,7 @@ export class RegistrationInterface {
     } catch (err) {
       return this.refuse('4.00', `invalid link-format payload: ${(err as Error).message}`, channel);
     }
+    const { hasRootLink: _root, ...linkInfo } = links;
     const reg: Registration = {
       endpoint,
       registrationId: this.registry.newRegistrationId(),
@@ -146,7 +151,7 @@ export class RegistrationInterface {
       binding,
       queueMode: binding.includes('Q') || q.has('Q'),
       smsNumber: q.get('sms') || undefined,
-      ...links,
+      ...linkInfo,
       address: channel.address,
       port: channel.port,
       secure: channel.secure,
@@ -184,7 +189,14 @@ export class RegistrationInterface {
     if (q.has('sms')) changes.smsNumber = q.get('sms') || undefined;
     if (req.payload.length > 0) {
       try {
-        Object.assign(changes, parseObjectLinks(req.payload.toString('utf8')));
+        const links = parseObjectLinks(req.payload.toString('utf8'));
+        changes.objects = links.objects;
+        changes.objectVersions = links.objectVersions;
+        // Without its root link an Update payload says nothing new about formats or the alternate path.
+        if (links.hasRootLink) {
+          changes.contentFormats = links.contentFormats;
+          changes.rootPath = links.rootPath;
+        }
       } catch (err) {
         return this.refuse('4.00', `invalid link-format payload: ${(err as Error).message}`, channel);
       }

@@ -23,6 +23,8 @@ export const SERVER_TYPE = 'lwm2m-server';
 export const READ_PERMISSION = 'lwm2m.read';
 export const WRITE_PERMISSION = 'lwm2m.write';
 export const COMMS_TOPIC = 'lwm2m/devices';
+const DEFAULT_DEVICES = 1000;
+const MAX_DEVICES = 100000;
 
 /** What the admin endpoints need of a deployed lwm2m-server config node. */
 interface ServerNodeLike {
@@ -196,11 +198,19 @@ export function registerAdmin(RED: NodeAPI): void {
     res.json({ id: def.id, name: def.name, version: def.version, multiple: def.multiple, mandatory: def.mandatory, resources: resourceSummaries(def) });
   });
 
+  // ?q= keeps endpoints containing that text (case-insensitive); ?limit= caps the list (default 1000). The
+  // X-Total-Count header gives how many matched before the cap, so large fleets stay cheap to show.
   RED.httpAdmin.get('/lwm2m/:serverId/devices', read, (req: Request, res: Response) => {
     const node = serverOr404(req, res);
     if (!node) return;
     const lwm2m = node.lwm2m as Lwm2mServer;
-    res.json(deviceSummaries(lwm2m.registrations(), lwm2m.stats()));
+    const q = typeof req.query.q === 'string' ? req.query.q.toLowerCase() : '';
+    const limitRaw = typeof req.query.limit === 'string' ? Number(req.query.limit) : NaN;
+    const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, MAX_DEVICES) : DEFAULT_DEVICES;
+    const regs = lwm2m.registrations().filter((r) => q === '' || r.endpoint.toLowerCase().includes(q));
+    const list = deviceSummaries(regs, lwm2m.stats());
+    res.set('X-Total-Count', String(list.length));
+    res.json(list.slice(0, limit));
   });
 
   RED.httpAdmin.get('/lwm2m/:serverId/devices/:endpoint/objects', read, (req: Request, res: Response) => {
