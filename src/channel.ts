@@ -9,8 +9,10 @@ export interface Channel {
   readonly port: number;
   /** True when the channel is an authenticated DTLS session. */
   readonly secure: boolean;
-  /** PSK identity the peer authenticated with (DTLS only). */
+  /** Identity the peer authenticated with (DTLS only): PSK identity, RPK endpoint, or X.509 subject CN. */
   readonly identity?: string;
+  /** How the DTLS peer authenticated; undefined = PSK. */
+  readonly authType?: 'psk' | 'rpk' | 'x509';
   /** Sends one datagram (one CoAP message). Must not throw; failures are reported by the transport. */
   send(data: Buffer): void;
 }

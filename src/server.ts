@@ -13,7 +13,8 @@ import { observationKey, ObservationStore, type Observation } from './lwm2m/obse
 import { MailboxTimeoutError, QueueMode } from './lwm2m/queue';
 import { RegistrationInterface } from './lwm2m/registration';
 import { Registry, type Registration } from './lwm2m/registry';
-import { SecurityStore, type PskEntryInput } from './lwm2m/security';
+import { SecurityStore, type SecurityEntryInput } from './lwm2m/security';
+import type { CertificateOptions } from './dtls/certs';
 import { ContentFormat, decodeContent, formatName } from './lwm2m/content';
 import { OutboundDialler, SessionPool, sessionChannel, udpChannel, type PoolMode, type PoolEntry } from './pool';
 
@@ -57,7 +58,19 @@ export interface Lwm2mServerOptions {
   expiryCheckInterval?: number;
   /** Queue mode: seconds a device stays reachable after it last talked; default 93 (CoAP MAX_TRANSMIT_WAIT). */
   queueAwakeTime?: number;
-  psk?: PskEntryInput[];
+  /**
+   * Security table: PSK entries `{ endpoint, identity, key, host?, port? }` and raw-public-key entries
+   * `{ endpoint, rpk }` (P-256 SubjectPublicKeyInfo DER as hex, or PEM). See SecurityStore.
+   */
+  psk?: SecurityEntryInput[];
+  /**
+   * Server identity for the ECDHE_ECDSA suites: P-256 key and certificate chain (PEM, leaf first). Also offered as a
+   * raw public key unless `rpk: false`. Devices then authenticate with a raw public key (RPK entries) or an X.509
+   * certificate chained to `trustedCAs` whose CN is the endpoint name.
+   */
+  certificate?: CertificateOptions;
+  /** PEM CA certificates that device certificates must chain to. */
+  trustedCAs?: string[];
   /** CoAP settings: ackTimeoutMs, ackRandomFactor, maxRetransmit, blockSize (16..1024), maxBodySize, … */
   coap?: Omit<CoapEndpointOptions, 'onRequest' | 'log'>;
   dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number };
@@ -222,6 +235,9 @@ export class Lwm2mServer extends EventEmitter {
     this.dtls = new DtlsServer({
       send: (data, port, address) => this.coapsSocket?.send(data, port, address, (err) => err && this.socketError(err)),
       pskLookup: (identity) => this.security.keyFor(identity),
+      certificate: options.certificate,
+      trustedCAs: options.trustedCAs,
+      rpkLookup: (spki) => this.security.rpkLookup(spki),
       maxSessions: this.opts.maxSessions,
       ...this.opts.dtls,
       log,
@@ -469,6 +485,7 @@ export class Lwm2mServer extends EventEmitter {
       },
       secure: true,
       identity: session.identity,
+      authType: session.authType,
       send: (data) => {
         counters.bytesOut += data.length;
         session.send(data);
@@ -511,8 +528,8 @@ export class Lwm2mServer extends EventEmitter {
     }
     // A registered device that handshakes again (reboot, new NAT port) keeps its registration: requests now go
     // over the new authenticated session of the same identity.
-    const entry = this.security.byIdentity(session.identity);
-    const reg = entry ? this.registry.byEndpoint(entry.endpoint) : undefined;
+    const endpoint = this.security.endpointOf(session);
+    const reg = endpoint !== undefined ? this.registry.byEndpoint(endpoint) : undefined;
     if (reg && reg.secure && reg.identity === session.identity && this.pool.mode === 'inbound') {
       reg.channelKey = key;
       reg.address = session.address;
@@ -531,8 +548,8 @@ export class Lwm2mServer extends EventEmitter {
   /** The registration a device-initiated request belongs to: same DTLS identity, or same plain UDP peer. */
   private registrationOf(channel: Channel): Registration | undefined {
     if (channel.secure) {
-      const entry = channel.identity !== undefined ? this.security.byIdentity(channel.identity) : undefined;
-      const reg = entry ? this.registry.byEndpoint(entry.endpoint) : undefined;
+      const endpoint = this.security.endpointOf(channel);
+      const reg = endpoint !== undefined ? this.registry.byEndpoint(endpoint) : undefined;
       return reg && reg.secure && reg.identity === channel.identity ? reg : undefined;
     }
     return this.registry.all().find((r) => !r.secure && r.address === channel.address && r.port === channel.port);

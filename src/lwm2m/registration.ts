@@ -80,8 +80,8 @@ export function parseObjectLinks(payload: string): ObjectLinks {
 
 /**
  * The LwM2M registration interface (Register, Update, De-register) over CoAP, with the security checks:
- * a DTLS peer may register only the endpoint its PSK identity belongs to; unsecured registrations only
- * when allowed and only for endpoints without security information.
+ * a DTLS peer may register only the endpoint its credential (PSK identity, raw public key, or X.509 certificate
+ * CN) belongs to; unsecured registrations only when allowed and only for endpoints without security information.
  */
 export class RegistrationInterface {
   constructor(
@@ -164,7 +164,7 @@ export class RegistrationInterface {
     this.opts.log?.(
       'debug',
       `registered endpoint ${endpoint} (${reg.registrationId}) from ${channel.address}:${channel.port}` +
-        (channel.secure ? ` over DTLS as ${channel.identity}` : ' without security') +
+        (channel.secure ? ` over DTLS as ${channel.identity} (${channel.authType ?? 'psk'})` : ' without security') +
         `, lwm2m ${lwm2mVersion}, lifetime ${lifetime}s, binding ${binding}`,
     );
     return reply('2.01', undefined, ['rd', reg.registrationId]);
@@ -216,24 +216,31 @@ export class RegistrationInterface {
     return lt;
   }
 
+  /**
+   * Register: a DTLS peer may register only the endpoint its credential belongs to (PSK identity of that endpoint's
+   * entry, that endpoint's raw public key, or an X.509 certificate whose CN is the endpoint name); unsecured peers
+   * only when NoSec is allowed and the endpoint has no security entry.
+   */
   private checkSecurity(endpoint: string, channel: Channel): CoapResponseInit | undefined {
     if (channel.secure) {
-      const entry = channel.identity !== undefined ? this.security.byIdentity(channel.identity) : undefined;
-      if (!entry || entry.endpoint !== endpoint) {
-        return this.refuse('4.03', `identity "${channel.identity ?? ''}" is not allowed to register endpoint "${endpoint}"`, channel);
-      }
-      return undefined;
+      const why = this.security.refusal(channel, endpoint);
+      return why === undefined ? undefined : this.refuse('4.03', why, channel);
     }
     if (!this.opts.allowNoSec) return this.refuse('4.03', 'unsecured (NoSec) registration refused: this server requires DTLS', channel);
-    if (this.security.byEndpoint(endpoint)) {
+    if (this.security.entryOf(endpoint)) {
       return this.refuse('4.03', `endpoint "${endpoint}" has security configured and must register over DTLS`, channel);
     }
     return undefined;
   }
 
-  /** Update and De-register must come from the device that registered (same identity, or both unsecured). */
+  /**
+   * Update and De-register must come from the device that registered: both unsecured, or the same identity with a
+   * credential that (still) belongs to the endpoint, so that equal identity strings of different credential kinds
+   * (a PSK identity and a certificate CN) never match.
+   */
   private checkSameDevice(reg: Registration, channel: Channel): CoapResponseInit | undefined {
-    if (reg.secure !== channel.secure || (reg.secure && reg.identity !== channel.identity)) {
+    if (reg.secure !== channel.secure ||
+      (reg.secure && (reg.identity !== channel.identity || this.security.endpointOf(channel) !== reg.endpoint))) {
       return this.refuse('4.03', `not the device that registered ${reg.endpoint}`, channel);
     }
     return undefined;
