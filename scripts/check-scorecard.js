@@ -67,7 +67,7 @@ check('node-red-version', 'node-red.version is set and admits current Node-RED',
 // Runtime dependencies whose declared engines are narrower than ours but which this package's own suite runs on
 // every Node version we promise to support (CI on Node 20; the install test on Node 22). Reported, not failed.
 const ENGINES_VERIFIED_BY_TESTS = {
-  'node-dtls-client': 'declares node >=22 (its ES module build); this package's suite runs it on Node 20 (outbound pool mode, simulated devices) and the install test loads the package on Node 22',
+  'node-dtls-client': 'declares node >=22 (its ES module build); the suite of this package runs it on Node 20 (outbound pool mode, simulated devices) and the install test loads the package on Node 22',
 };
 
 check('engines-node', 'engines.node matches the supported Node-RED versions and the runtime dependencies', () => {

@@ -1,6 +1,9 @@
 export * from './server';
 export type { Channel, LogFn } from './channel';
-export { SecurityStore, SecurityError, type PskEntry, type PskEntryInput } from './lwm2m/security';
+export {
+  SecurityStore, SecurityError, type PskEntry, type PskEntryInput, type RpkEntry, type RpkEntryInput, type SecurityEntry,
+  type SecurityEntryInput,
+} from './lwm2m/security';
 export type { Registration } from './lwm2m/registry';
 export { OPERATIONS, IMPLEMENTED_OPERATIONS, FORMAT_NAMES } from './lwm2m/operations';
 /** A simulated LwM2M device (DTLS via node-dtls-client or plain CoAP), for demos and tests. */

@@ -342,13 +342,18 @@ export class Lwm2mServer extends EventEmitter {
     });
   }
 
-  /** A snapshot of the state (see Lwm2mServerState). Contains session keys: keep it secret. */
-  exportState(): Lwm2mServerState {
+  /**
+   * A snapshot of the state (see Lwm2mServerState). Contains session keys: keep it secret. Exporting sessions caps
+   * how many more records each live session may send (see DtlsSession.exportState), so a running server that keeps
+   * serving after the snapshot (e.g. a periodic save) passes `{ sessions: false }`: sessions are then left out and
+   * untouched.
+   */
+  exportState(opts: { sessions?: boolean } = {}): Lwm2mServerState {
     return {
       version: 1,
       savedAt: Date.now(),
       registrations: this.registry.all().map((r) => ({ ...r, objects: [...r.objects] })),
-      sessions: this.dtls.exportSessions(),
+      sessions: opts.sessions === false ? [] : this.dtls.exportSessions(),
       observations: this.observations.all().map(({ onEnd: _onEnd, token, ...o }) => ({ ...o, token: token.toString('hex') })),
       queue: this.queue.exportState(),
       pool: this.pool.all().map((e) => ({ endpoint: e.endpoint, handshakes: e.handshakes, requests: e.requests, createdAt: e.createdAt, lastUsed: e.lastUsed })),
