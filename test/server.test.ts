@@ -159,6 +159,27 @@ describe('Lwm2mServer over DTLS (node-dtls-client device)', function () {
     await assert.rejects(server.request({ endpoint: 'dev-a', operation: 'read', path: '/3/0/0' }), /unknown endpoint/);
   });
 
+  it('never writes a key into a log line or an error message, at trace level', async () => {
+    const lines: string[] = [];
+    server = await newServer({ log: (_level, message) => lines.push(message) });
+    device = new SimulatedDevice({ endpoint: 'dev-a', host: '127.0.0.1', port: server.ports.coaps, psk: { identity: 'id-a', key: KEY_A } });
+    await device.start();
+    await server.request({ endpoint: 'dev-a', operation: 'read', path: '/3/0' });
+    await server.request({ endpoint: 'dev-a', operation: 'write', path: '/1/0/1', payload: 60 });
+    const bad = new SimulatedDevice({ endpoint: 'dev-b', host: '127.0.0.1', port: server.ports.coaps, psk: { identity: 'id-b', key: KEY_A } });
+    await assert.rejects(bad.start());
+    await bad.stop();
+    assert.ok(lines.some((l) => /registered endpoint dev-a/.test(l)), 'registrations are logged');
+    assert.ok(lines.some((l) => /handshake .*failed/i.test(l)), 'failed handshakes are logged');
+    const text = lines.join('\n').toLowerCase();
+    for (const k of [KEY_A, KEY_B]) {
+      assert.ok(!text.includes(k.toString('hex')), 'no key in hex');
+      assert.ok(!text.includes(k.toString('base64').toLowerCase()), 'no key in base64');
+    }
+    // A malformed table is reported without repeating the key.
+    assert.throws(() => server.security.replaceAll([{ endpoint: 'x', identity: 'y', key: 'zz-not-hex-5ec2e7' }]), (e: Error) => !e.message.includes('5ec2e7'));
+  });
+
   it('a port in use rejects start with a clear message and leaves nothing bound', async () => {
     server = await newServer();
     const clash = new Lwm2mServer({ bind: '127.0.0.1', coapPort: await freeUdpPort(), coapsPort: server.ports.coaps, psk: PSK });

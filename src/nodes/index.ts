@@ -1,9 +1,33 @@
+import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import type { LogFn } from '../channel';
 import { parsePskTable } from '../lwm2m/security';
 import { Lwm2mRequestError, Lwm2mServer, type Lwm2mNotification, type Lwm2mServerState, type RegistrationInfo } from '../server';
 import { EVENT_TYPES, globToRegExp } from './util';
 import { registerAdmin } from './admin';
+import { FileStateStore, StateSaver, withoutSessions, type StateFileInfo } from '../persist';
+
+/** Seconds between saves of a running server's state (when it changed). */
+const PERSIST_INTERVAL_MS = 10000;
+
+/**
+ * The secret the state file key is derived from: Node-RED's credentialSecret, else the one Node-RED generated for
+ * the credentials file. Undefined when credential encryption is off (credentialSecret: false) or none exists.
+ */
+function stateSecret(RED: NodeAPI): string | undefined {
+  const settings = RED.settings as unknown as { credentialSecret?: unknown; get?: (key: string) => unknown };
+  const own = settings.credentialSecret;
+  if (typeof own === 'string' && own !== '') return own;
+  // false: the user turned credential encryption off, and Node-RED drops its generated secret.
+  if (own === false) return undefined;
+  try {
+    const generated = settings.get?.('_credentialSecret');
+    if (typeof generated === 'string' && generated !== '') return generated;
+  } catch {
+    // runtime settings not available (e.g. an embedded runtime without storage)
+  }
+  return undefined;
+}
 
 interface ServerDef extends NodeDef {
   bind: string;
@@ -15,7 +39,7 @@ interface ServerDef extends NodeDef {
   maxSessions: string | number;
   minLifetime: string | number;
   maxLifetime: string | number;
-  persist: boolean;
+  persist?: boolean | string;
   store: string;
   modelDir?: string;
 }
@@ -136,10 +160,62 @@ export = function register(RED: NodeAPI): void {
     node.lwm2m.on('notification', (n: Lwm2mNotification, owner?: string) => {
       if (owner) node.notifyTargets.get(owner)?.(n);
     });
-    node.ready = node.lwm2m.start(carried).then(
+
+    // Persistence: on unless the flow says false (new config nodes default to on).
+    const info: StateFileInfo = { bind, coapPort, coapsPort };
+    const userDir = (RED.settings as unknown as { userDir?: unknown }).userDir;
+    const stateFile = typeof userDir === 'string' && userDir !== '' ? path.join(userDir, `lwm2m-${node.id.replace(/[^A-Za-z0-9_.-]/g, '_')}.state`) : undefined;
+    const persist = config.persist !== false && config.persist !== 'false';
+    let store: FileStateStore | undefined;
+    let saver: StateSaver | undefined;
+    if (persist && stateFile) {
+      const secret = stateSecret(RED);
+      if (secret) store = new FileStateStore(stateFile, secret, { warn: (m) => node.warn(m) });
+      else {
+        node.warn('persistence is off: Node-RED has no credential secret to encrypt the saved state with (set credentialSecret in settings.js); registrations and sessions are kept in memory only');
+      }
+    } else if (persist) {
+      node.debug('persistence is off: Node-RED has no user directory');
+    }
+    const starting = (async () => {
+      let state = carried;
+      if (!persist && stateFile) {
+        // Turned off: no key material stays on disk for a server that no longer uses it.
+        await FileStateStore.prototype.remove.call({ file: stateFile, chain: Promise.resolve() }).catch(() => undefined);
+      }
+      if (store && !state) {
+        const saved = await store.read();
+        if (saved && saved.info.bind === bind && saved.info.coapPort === coapPort && saved.info.coapsPort === coapsPort) {
+          state = saved.state;
+        } else if (saved) {
+          node.log(`saved state not restored: it belongs to ${saved.info.bind}:${saved.info.coapPort}/${saved.info.coapsPort}, the server now listens on ${bind}:${coapPort}/${coapsPort}`);
+        }
+      }
+      if (store && state && state.sessions.length > 0) {
+        // Sessions are resumed once: before they send anything, the file stops holding them.
+        try {
+          await store.save(withoutSessions(state), info);
+        } catch (err) {
+          node.warn(`saved DTLS sessions not resumed: the state file cannot be rewritten (${(err as Error).message})`);
+          try {
+            await store.remove();
+          } catch {
+            state = withoutSessions(state);
+          }
+        }
+      }
+      return node.lwm2m.start(state);
+    })();
+    node.ready = starting.then(
       (ports) => {
         const parts = [ports.coap ? `coap ${ports.coap}` : '', ports.coaps ? `coaps ${ports.coaps}` : ''].filter(Boolean);
         setStatus({ fill: 'green', shape: 'dot', text: `listening ${parts.join(', ') || '(no port)'}` });
+        if (store && !closing) {
+          saver = new StateSaver(store, () => node.lwm2m.exportState({ sessions: false }), {
+            intervalMs: PERSIST_INTERVAL_MS, info, warn: (m) => node.warn(m),
+          });
+          saver.start();
+        }
       },
       (err: Error) => {
         node.startError = err;
@@ -157,13 +233,26 @@ export = function register(RED: NodeAPI): void {
       delete node.users[user.id];
       done();
     };
+    let closing = false;
     node.on('close', (removed: boolean, done: () => void) => {
-      const closing = removed
-        ? node.lwm2m.stop()
-        : node.lwm2m.detach().then((state) => {
-            handovers.set(node.id, { state, bind, coapPort, coapsPort });
-          });
-      closing.catch((err: Error) => node.warn(`LwM2M server close: ${err.message}`)).finally(() => done());
+      closing = true;
+      saver?.close();
+      // Wait for a start still reading the saved state, so nothing binds after the close.
+      const closed = node.ready.catch(() => undefined).then(async () => {
+        if (removed) {
+          await node.lwm2m.stop();
+          await store?.remove();
+          return;
+        }
+        const state = await node.lwm2m.detach();
+        handovers.set(node.id, { state, bind, coapPort, coapsPort });
+        // A restart (or a redeploy followed by a crash) finds this; a server that never started saves nothing, so
+        // its earlier saved state is kept.
+        if (store && !node.startError) {
+          await store.save(state, info).catch((err: Error) => node.warn(`LwM2M state not saved to ${store?.file}: ${err.message}`));
+        }
+      });
+      closed.catch((err: Error) => node.warn(`LwM2M server close: ${err.message}`)).finally(() => done());
     });
   }
   RED.nodes.registerType('lwm2m-server', Lwm2mServerNode, { credentials: { psk: { type: 'text' } } });
