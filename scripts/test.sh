@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Scale-out tests (test/cluster*.test.ts) start their own redis-server on a loopback port.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # Editor test (test/browser.test.ts): Debian's chromium, driven headless by playwright-core.
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 if [ "${#need[@]}" -gt 0 ]; then

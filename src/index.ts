@@ -8,3 +8,5 @@ export type { Registration } from './lwm2m/registry';
 export { OPERATIONS, IMPLEMENTED_OPERATIONS, FORMAT_NAMES } from './lwm2m/operations';
 /** A simulated LwM2M device (DTLS via node-dtls-client or plain CoAP), for demos and tests. */
 export { SimulatedDevice, DEFAULT_OBJECTS, type SimulatedDeviceOptions } from './sim/device';
+/** Scale-out: several server instances sharing one fleet through Redis (option `cluster`). */
+export { RedisClusterStore, type RedisClusterOptions, type ClusterStore } from './cluster';

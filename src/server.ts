@@ -16,7 +16,10 @@ import { Registry, type Registration } from './lwm2m/registry';
 import { SecurityStore, type SecurityEntryInput } from './lwm2m/security';
 import type { CertificateOptions } from './dtls/certs';
 import { ContentFormat, decodeContent, formatName } from './lwm2m/content';
-import { OutboundDialler, SessionPool, sessionChannel, udpChannel, type PoolMode, type PoolEntry } from './pool';
+import {
+  OutboundDialler, SessionChannel, SessionPool, growSocketBuffers, sessionChannel, udpChannel, type PoolMode, type PoolEntry,
+} from './pool';
+import type { ClusterStore } from './cluster/types';
 
 /**
  * Everything needed to carry a running server over to a new instance (redeploy) or a new process (restart):
@@ -78,6 +81,11 @@ export interface Lwm2mServerOptions {
   /** A folder of extra DDF XML object definitions to load into the object model. */
   modelDir?: string;
   log?: LogFn;
+  /**
+   * Scale-out: a shared store (RedisClusterStore) through which several instances serve one fleet. Requests for
+   * devices held by another instance are forwarded there; stop() hands this instance's devices over.
+   */
+  cluster?: ClusterStore;
 }
 
 /** What flows see of a registration (SPEC: lwm2m-events payload). */
@@ -302,6 +310,8 @@ export class Lwm2mServer extends EventEmitter {
       if (this.opts.coapsPort > 0) {
         this.coapsSocket = await this.bindSocket(this.opts.coapsPort, (msg, rinfo) => this.dtls.handleDatagram(msg, rinfo));
       }
+      // cluster: join the shared store (rejects when it cannot be reached)
+      if (this.opts.cluster) await this.opts.cluster.attach(this);
     } catch (err) {
       await this.stop();
       throw err;
@@ -329,6 +339,7 @@ export class Lwm2mServer extends EventEmitter {
       socket.once('error', onError);
       socket.bind(port, bind, () => {
         socket.off('error', onError);
+        growSocketBuffers(socket);
         socket.on('error', (err) => this.socketError(err));
         socket.on('message', (msg, rinfo) => {
           try {
@@ -444,6 +455,8 @@ export class Lwm2mServer extends EventEmitter {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    // cluster: a closing instance hands its devices (DTLS sessions included) over through the shared store
+    const handedOver = this.opts.cluster ? await this.opts.cluster.detach(this, opts.notify !== false) : false;
     if (opts.notify === false) {
       // Hand-over: waiting requests stay queued (they move to the successor); observations stay on the devices.
       this.observations.clear();
@@ -453,13 +466,33 @@ export class Lwm2mServer extends EventEmitter {
     }
     this.coap.close();
     this.pool.closeAll();
-    this.dtls.close({ notify: opts.notify !== false });
+    this.dtls.close({ notify: opts.notify !== false && !handedOver });
     this.dtlsChannels.clear();
     await Promise.all([this.coapSocket, this.coapsSocket].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : undefined)));
     this.coapSocket = undefined;
     this.coapsSocket = undefined;
     this.registry.removeAllListeners();
     this.registry.clear();
+    await this.opts.cluster?.close();
+  }
+
+  /** cluster: takes over the registrations, DTLS sessions, observations and queue state another instance handed over. */
+  adoptState(state: Lwm2mServerState): void {
+    const counters = { requests: { ...this.requestStats }, handshakes: this.inheritedStats.handshakes, handshakesFailed: this.inheritedStats.failed };
+    this.restore({ ...state, handover: undefined, counters });
+  }
+
+  /** cluster: the device registered through another instance; forget it here without a registry event. */
+  releaseRegistration(endpoint: string): boolean {
+    const reg = this.registry.byEndpoint(endpoint);
+    if (!reg || !this.registry.forget(reg)) return false;
+    this.dropObservations(this.observations.removeEndpoint(endpoint), 'registered through another server instance');
+    this.queue.forget(endpoint, `device "${endpoint}" registered through another server instance while the request waited`);
+    this.pool.remove(endpoint);
+    const live = this.dtlsChannels.get(reg.channelKey);
+    // Silently: the session may have moved to the other instance with the same keys.
+    if (live && this.pool.mode === 'inbound') live.session.terminate('replaced', false);
+    return true;
   }
 
   private socketError(err: Error): void {
@@ -480,22 +513,7 @@ export class Lwm2mServer extends EventEmitter {
     const key = restored && typeof meta.channelKey === 'string' ? meta.channelKey : `dtls:${session.address}:${session.port}#${++this.serial}`;
     session.meta = { channelKey: key };
     const counters = this.count(key);
-    const channel: Channel = {
-      key,
-      get address() {
-        return session.address;
-      },
-      get port() {
-        return session.port;
-      },
-      secure: true,
-      identity: session.identity,
-      authType: session.authType,
-      send: (data) => {
-        counters.bytesOut += data.length;
-        session.send(data);
-      },
-    };
+    const channel: Channel = new SessionChannel(key, session, counters);
     this.dtlsChannels.set(key, { channel, session });
     this.opts.log?.(
       'debug',
@@ -691,12 +709,14 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   /** Sends one LwM2M operation to a registered device. */
-  async request(req: Lwm2mRequest): Promise<Lwm2mResult> {
+  async request(req: Lwm2mRequest, via: { forwarded?: boolean } = {}): Promise<Lwm2mResult> {
     if (this.stopped) throw new Lwm2mRequestError('the LwM2M server is closed', 'closed');
     if (typeof req.endpoint !== 'string' || req.endpoint === '') {
       throw new Lwm2mRequestError('missing endpoint: set msg.endpoint (or the node\'s endpoint) to a registered device name', 'bad-input');
     }
     let reg = this.registry.byEndpoint(req.endpoint);
+    // cluster: a device held by another instance is reached through it
+    if (!reg && this.opts.cluster && !via.forwarded) return this.opts.cluster.forward(req);
     if (!reg) throw new Lwm2mRequestError(`unknown endpoint "${req.endpoint}": no device with that name is registered`, 'unknown-endpoint');
     if (req.timeout !== undefined && (!Number.isFinite(req.timeout) || req.timeout <= 0)) {
       throw new Lwm2mRequestError(`bad timeout ${String(req.timeout)}: a positive number of milliseconds`, 'bad-input');
@@ -873,7 +893,11 @@ export class Lwm2mServer extends EventEmitter {
 
   /** Registered devices, as flows see them. */
   registrations(): RegistrationInfo[] {
-    return this.registry.all().map(registrationInfo);
+    const local = this.registry.all().map(registrationInfo);
+    // cluster: the devices held by other instances too
+    if (!this.opts.cluster) return local;
+    const seen = new Set(local.map((r) => r.endpoint));
+    return [...local, ...this.opts.cluster.remoteRegistrations().filter((r) => !seen.has(r.endpoint))];
   }
 
   stats(now = Date.now()): Lwm2mStats {

@@ -3,6 +3,7 @@
  * keys (libcoap coap-client-gnutls), next to a PSK device (node-dtls-client), against one Lwm2mServer.
  */
 import assert from 'node:assert/strict';
+import helper from 'node-red-node-test-helper';
 import { execFileSync, spawn } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,6 +14,11 @@ import { SecurityError, SecurityStore } from '../src/lwm2m/security';
 import { Lwm2mServer, type Lwm2mServerOptions, type RegistrationInfo } from '../src/server';
 import { SimulatedDevice } from '../src/sim/device';
 import { freeUdpPort, waitFor } from './support/ports';
+
+// The built runtime file, exactly what Node-RED loads (npm test builds first).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const lwm2mNodes = require('../nodes/lwm2m.js');
+helper.init(require.resolve('node-red'));
 
 let dir = '';
 const file = (n: string): string => path.join(dir, n);
@@ -289,5 +295,75 @@ describe('SecurityStore raw public keys', () => {
     assert.equal(store.size, 2);
     assert.ok(store.remove('a'));
     assert.equal(store.keyFor('ia'), undefined);
+  });
+});
+
+describe('lwm2m-server config node with certificate credentials', function () {
+  this.timeout(30000);
+  before(() => helper.startServer());
+  after(() => helper.stopServer());
+  afterEach(() => helper.unload());
+
+  const flow = (coapsPort: number): Array<Record<string, unknown>> => [
+    { id: 'srv', type: 'lwm2m-server', z: '', bind: '127.0.0.1', coapPort: 0, coapsPort, allowNoSec: false, poolMode: 'inbound',
+      idleTimeout: 300, maxSessions: 100, minLifetime: 1, maxLifetime: 86400 },
+  ];
+  type ServerNode = { ready: Promise<void>; lwm2m: Lwm2mServer };
+  type LogSpy = { getCalls(): Array<{ args: Array<{ level: number; msg: unknown }> }>; ERROR: number; WARN: number };
+  const logged = (level: 'ERROR' | 'WARN'): string[] => {
+    const spy = helper.log() as unknown as LogSpy;
+    return spy.getCalls().map((c) => c.args[0]).filter((e) => e.level === spy[level]).map((e) => String(e.msg));
+  };
+
+  it('serverKey/serverCert/trustedCAs and an RPK row (PEM on one line, as the editor stores it): X.509 and RPK devices register', async () => {
+    const port = await freeUdpPort();
+    const rpkPemOneLine = createPublicKey(read('rpk.key')).export({ type: 'spki', format: 'pem' }).toString().replace(/\n/g, '');
+    await helper.load([lwm2mNodes], flow(port), {
+      srv: {
+        psk: JSON.stringify([{ endpoint: 'urn:dev:psk-1', identity: 'psk-1', key: PSK_KEY.toString('hex') }, { endpoint: RPK_EP, rpk: rpkPemOneLine }]),
+        serverKey: read('server.key'),
+        // A chain pasted with surrounding text and blank lines.
+        serverCert: `Server certificate\n\n${read('server.pem')}\n`,
+        trustedCAs: read('otherca.pem') + read('ca.pem'),
+      },
+    });
+    const srv = helper.getNode('srv') as unknown as ServerNode;
+    await srv.ready;
+    const x = await coapClient('coap-client-openssl', [...x509Args('dev'), ...registerArgs], `coaps://127.0.0.1:${port}/rd?ep=${X509_EP}`);
+    assert.equal(x.err.trim(), '', x.err);
+    const r = await coapClient('coap-client-gnutls', [...rpkArgs('rpk'), ...registerArgs], `coaps://127.0.0.1:${port}/rd?ep=${RPK_EP}`);
+    assert.equal(r.err.trim(), '', r.err);
+    assert.deepEqual(srv.lwm2m.registrations().map((g) => `${g.endpoint}=${g.identity}`).sort(), [`${RPK_EP}=${RPK_EP}`, `${X509_EP}=${X509_EP}`]);
+    assert.deepEqual(logged('ERROR'), []);
+  });
+
+  it('a server certificate that does not match the key is reported without key material; PSK devices still connect', async () => {
+    const port = await freeUdpPort();
+    const key = read('dev.key');
+    await helper.load([lwm2mNodes], flow(port), {
+      srv: {
+        psk: JSON.stringify([{ endpoint: 'urn:dev:psk-1', identity: 'psk-1', key: PSK_KEY.toString('hex') }]),
+        serverKey: key,
+        serverCert: read('server.pem'),
+      },
+    });
+    const srv = helper.getNode('srv') as unknown as ServerNode;
+    await srv.ready;
+    const errors = logged('ERROR');
+    assert.equal(errors.length, 1, errors.join('\n'));
+    assert.match(errors[0], /certificates: server certificate: certificate\.chain\[0\] does not match certificate\.key/);
+    const keyBody = key.split('\n')[1];
+    for (const m of [...errors, ...logged('WARN')]) assert.ok(!m.includes(keyBody) && !m.includes('PRIVATE KEY'), m);
+    const device = new SimulatedDevice({ endpoint: 'urn:dev:psk-1', host: '127.0.0.1', port, psk: { identity: 'psk-1', key: PSK_KEY } });
+    try {
+      await device.start();
+      assert.equal(srv.lwm2m.registrations()[0]?.endpoint, 'urn:dev:psk-1');
+    } finally {
+      await device.stop();
+    }
+    // Without the certificate suites a certificate device cannot connect.
+    const x = await coapClient('coap-client-openssl', [...x509Args('dev'), ...registerArgs], `coaps://127.0.0.1:${port}/rd?ep=${X509_EP}`);
+    assert.doesNotMatch(x.err, /^2\./);
+    assert.equal(srv.lwm2m.registrations().length, 1);
   });
 });

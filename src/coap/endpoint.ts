@@ -11,7 +11,7 @@
  * reassembles a Block2 response (and Block2 notifications) into one message; incoming Block1 requests reach
  * `onRequest` once with the whole body, and a response larger than the block size is served in Block2 blocks.
  */
-import { randomBytes } from 'crypto';
+import { randomBytes, randomFillSync } from 'crypto';
 import type { Channel, LogFn } from '../channel';
 import {
   ChannelClosedError,
@@ -278,23 +278,63 @@ interface ServedBody {
   expiresAt: number;
 }
 
-interface ChannelState {
-  key: string;
-  channel: Channel;
-  nextMessageId: number;
-  byMessageId: Map<number, Exchange>;
-  byToken: Map<string, Exchange>;
-  dedup: Map<number, DedupEntry>;
-  /** Tokens of cancelled observations: a notification carrying one gets RST. Value: expiry time. */
-  cancelledTokens: Map<string, number>;
+/**
+ * Per-channel state. The maps are created on first use and released by the sweep once empty: most channels hold
+ * at most one or two of them at a time (e.g. a just-registered device only the Register's duplicate-detection
+ * entry), and an empty Map costs ~200 bytes.
+ */
+class ChannelState {
   /** Kept (for message id continuity) until this time even when otherwise empty. */
-  keepUntil: number;
+  keepUntil = 0;
   /** Incoming requests whose handler has not answered yet. */
-  handling: number;
+  handling = 0;
+  _byMessageId: Map<number, Exchange> | undefined;
+  _byToken: Map<string, Exchange> | undefined;
+  _dedup: Map<number, DedupEntry> | undefined;
+  _cancelledTokens: Map<string, number> | undefined;
+  _reassemblies: Map<string, Reassembly> | undefined;
+  _served: Map<string, ServedBody> | undefined;
+
+  constructor(readonly key: string, public channel: Channel, public nextMessageId: number) {}
+
+  get byMessageId(): Map<number, Exchange> {
+    return (this._byMessageId ??= new Map());
+  }
+
+  get byToken(): Map<string, Exchange> {
+    return (this._byToken ??= new Map());
+  }
+
+  get dedup(): Map<number, DedupEntry> {
+    return (this._dedup ??= new Map());
+  }
+
+  /** Tokens of cancelled observations: a notification carrying one gets RST. Value: expiry time. */
+  get cancelledTokens(): Map<string, number> {
+    return (this._cancelledTokens ??= new Map());
+  }
+
   /** Incoming Block1 bodies, in least-recently-used order. */
-  reassemblies: Map<string, Reassembly>;
+  get reassemblies(): Map<string, Reassembly> {
+    return (this._reassemblies ??= new Map());
+  }
+
   /** Large responses being served block by block, in least-recently-used order. */
-  served: Map<string, ServedBody>;
+  get served(): Map<string, ServedBody> {
+    return (this._served ??= new Map());
+  }
+
+  /** Drops the maps that are empty; true when nothing at all is left. */
+  releaseEmpty(): boolean {
+    if (this._byMessageId?.size === 0) this._byMessageId = undefined;
+    if (this._byToken?.size === 0) this._byToken = undefined;
+    if (this._dedup?.size === 0) this._dedup = undefined;
+    if (this._cancelledTokens?.size === 0) this._cancelledTokens = undefined;
+    if (this._reassemblies?.size === 0) this._reassemblies = undefined;
+    if (this._served?.size === 0) this._served = undefined;
+    return !this._byMessageId && !this._byToken && !this._dedup && !this._cancelledTokens && !this._reassemblies &&
+      !this._served && this.handling === 0;
+  }
 }
 
 /** RFC 7641 §3.4: is notification sequence `v2` (received `elapsedMs` after `v1`) fresher than `v1`? */
@@ -346,6 +386,9 @@ export class CoapEndpoint {
   private sweepTimer?: NodeJS.Timeout;
   private dedupCount = 0;
   private closed = false;
+  /** Random bytes for tokens, consumed from tokenPoolOffset (see newToken). */
+  private readonly tokenPool = Buffer.alloc(4096);
+  private tokenPoolOffset = 4096;
 
   constructor(opts: CoapEndpointOptions) {
     if (!opts || typeof opts.onRequest !== 'function') throw new TypeError('CoapEndpoint needs an onRequest handler');
@@ -918,7 +961,7 @@ export class CoapEndpoint {
       this.sendRaw(channel, rst);
     };
     if (!ex) {
-      if (state.cancelledTokens.has(key)) {
+      if (state._cancelledTokens?.has(key)) {
         state.cancelledTokens.set(key, this.now() + this.exchangeLifetimeMs);
         reject('observation cancelled');
       } else if (msg.type === 'CON') {
@@ -1211,14 +1254,14 @@ export class CoapEndpoint {
   }
 
   private dropReassembly(state: ChannelState, key: string): void {
-    const r = state.reassemblies.get(key);
+    const r = state._reassemblies?.get(key);
     if (!r) return;
     state.reassemblies.delete(key);
     this.blockBufferBytes -= r.bytes;
   }
 
   private dropServed(state: ChannelState, key: string): void {
-    const s = state.served.get(key);
+    const s = state._served?.get(key);
     if (!s) return;
     state.served.delete(key);
     this.blockBufferBytes -= s.payload.length;
@@ -1226,7 +1269,7 @@ export class CoapEndpoint {
 
   /** A later Block2 block of a response still cached for `key`, or undefined. */
   private serveCached(state: ChannelState, req: CoapMessage, key: string, want: BlockValue): CoapResponseInit | undefined {
-    const cached = state.served.get(key);
+    const cached = state._served?.get(key);
     if (!cached) return undefined;
     if (cached.expiresAt <= this.now()) {
       this.dropServed(state, key);
@@ -1331,7 +1374,7 @@ export class CoapEndpoint {
 
   /** Duplicate detection by (channel, message id). A duplicate CON gets the cached reply again. */
   private isDuplicate(state: ChannelState, channel: Channel, msg: CoapMessage): boolean {
-    const entry = state.dedup.get(msg.messageId);
+    const entry = state._dedup?.get(msg.messageId);
     if (!entry) return false;
     if (entry.expiresAt <= this.now()) {
       state.dedup.delete(msg.messageId);
@@ -1451,19 +1494,7 @@ export class CoapEndpoint {
   private stateFor(channel: Channel): ChannelState {
     let state = this.channels.get(channel.key);
     if (!state) {
-      state = {
-        key: channel.key,
-        channel,
-        nextMessageId: randomBytes(2).readUInt16BE(0),
-        byMessageId: new Map(),
-        byToken: new Map(),
-        dedup: new Map(),
-        cancelledTokens: new Map(),
-        keepUntil: 0,
-        handling: 0,
-        reassemblies: new Map(),
-        served: new Map(),
-      };
+      state = new ChannelState(channel.key, channel, randomBytes(2).readUInt16BE(0));
       this.channels.set(channel.key, state);
       this.ensureSweep();
     } else {
@@ -1476,16 +1507,28 @@ export class CoapEndpoint {
     for (let i = 0; i < 65536; i++) {
       const id = state.nextMessageId;
       state.nextMessageId = (state.nextMessageId + 1) & 0xffff;
-      if (!state.byMessageId.has(id)) return id;
+      if (!state._byMessageId?.has(id)) return id;
     }
     throw new Error('no free message id'); // unreachable: at most one pending exchange per id
   }
 
+  /**
+   * A fresh random token (RFC 7252 §5.3.1: unpredictable, so an off-path attacker cannot spoof a response over plain
+   * UDP). Taken from a block of CSPRNG output refilled when used up: one OpenSSL call per 512 tokens instead of one
+   * per request. Every byte is used once.
+   */
   private newToken(state: ChannelState): Buffer {
+    const n = this.tokenLength;
     for (let i = 0; i < 32; i++) {
-      const t = randomBytes(this.tokenLength);
+      if (this.tokenPoolOffset + n > this.tokenPool.length) {
+        randomFillSync(this.tokenPool);
+        this.tokenPoolOffset = 0;
+      }
+      const t = Buffer.allocUnsafe(n);
+      this.tokenPool.copy(t, 0, this.tokenPoolOffset, this.tokenPoolOffset + n);
+      this.tokenPoolOffset += n;
       const key = t.toString('hex');
-      if (!state.byToken.has(key) && !state.cancelledTokens.has(key)) return t;
+      if (!state._byToken?.has(key) && !state._cancelledTokens?.has(key)) return t;
     }
     throw new Error('could not allocate a unique token');
   }
@@ -1503,33 +1546,26 @@ export class CoapEndpoint {
   private sweep(): void {
     const t = this.now();
     for (const [key, state] of this.channels) {
-      for (const [mid, entry] of state.dedup) {
-        if (entry.expiresAt <= t) {
-          state.dedup.delete(mid);
-          this.dedupCount--;
+      if (state._dedup) {
+        for (const [mid, entry] of state._dedup) {
+          if (entry.expiresAt <= t) {
+            state._dedup.delete(mid);
+            this.dedupCount--;
+          }
         }
       }
-      for (const [tok, exp] of state.cancelledTokens) if (exp <= t) state.cancelledTokens.delete(tok);
-      for (const [k, r] of state.reassemblies) {
-        if (r.expiresAt <= t) {
-          this.log('debug', `coap ${key} block-wise request ${k} timed out after ${r.bytes} bytes`);
-          this.stats.blockTransferErrors++;
-          this.dropReassembly(state, k);
+      if (state._cancelledTokens) for (const [tok, exp] of state._cancelledTokens) if (exp <= t) state._cancelledTokens.delete(tok);
+      if (state._reassemblies) {
+        for (const [k, r] of state._reassemblies) {
+          if (r.expiresAt <= t) {
+            this.log('debug', `coap ${key} block-wise request ${k} timed out after ${r.bytes} bytes`);
+            this.stats.blockTransferErrors++;
+            this.dropReassembly(state, k);
+          }
         }
       }
-      for (const [k, c] of state.served) if (c.expiresAt <= t) this.dropServed(state, k);
-      if (
-        state.byToken.size === 0 &&
-        state.byMessageId.size === 0 &&
-        state.dedup.size === 0 &&
-        state.cancelledTokens.size === 0 &&
-        state.handling === 0 &&
-        state.reassemblies.size === 0 &&
-        state.served.size === 0 &&
-        state.keepUntil <= t
-      ) {
-        this.channels.delete(key);
-      }
+      if (state._served) for (const [k, c] of state._served) if (c.expiresAt <= t) this.dropServed(state, k);
+      if (state.releaseEmpty() && state.keepUntil <= t) this.channels.delete(key);
     }
     if (this.channels.size === 0 && this.sweepTimer) {
       clearInterval(this.sweepTimer);
@@ -1539,15 +1575,15 @@ export class CoapEndpoint {
 
   private dropState(state: ChannelState, makeError: () => Error): void {
     this.channels.delete(state.key);
-    this.dedupCount -= state.dedup.size;
-    state.dedup.clear();
-    state.cancelledTokens.clear();
-    for (const k of [...state.reassemblies.keys()]) this.dropReassembly(state, k);
-    for (const k of [...state.served.keys()]) this.dropServed(state, k);
-    const exchanges = new Set([...state.byToken.values(), ...state.byMessageId.values()]);
+    if (state._dedup) this.dedupCount -= state._dedup.size;
+    state._dedup = undefined;
+    state._cancelledTokens = undefined;
+    if (state._reassemblies) for (const k of [...state._reassemblies.keys()]) this.dropReassembly(state, k);
+    if (state._served) for (const k of [...state._served.keys()]) this.dropServed(state, k);
+    const exchanges = new Set([...(state._byToken?.values() ?? []), ...(state._byMessageId?.values() ?? [])]);
     for (const ex of exchanges) this.fail(ex, makeError());
-    state.byToken.clear();
-    state.byMessageId.clear();
+    state._byToken?.clear();
+    state._byMessageId?.clear();
   }
 
   // -------------------------------------------------------------------------------------------------------------

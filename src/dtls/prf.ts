@@ -7,6 +7,7 @@ import { createHmac } from 'node:crypto';
  *   PRF(secret, label, seed) = P_SHA256(secret, label + seed)
  */
 export function pSha256(secret: Buffer, seed: Buffer, length: number): Buffer {
+  // Its own memory, never a slice of Node's shared pool: deriveKeys keeps views into it as the session keys.
   const out = Buffer.alloc(length);
   let a = seed;
   let written = 0;

@@ -833,7 +833,7 @@ export class ServerHandshake {
     };
     if (!this.resume && this.sessionId.length > 0) {
       result.cacheEntry = {
-        master: Buffer.from(master), suite: this.suite.name, identity, authType: this.authType,
+        master: unpooledCopy(master), suite: this.suite.name, identity, authType: this.authType,
         extendedMasterSecret: this.extendedMasterSecret, createdAt: Date.now(),
       };
       if (this.peerSpki) result.cacheEntry.peerSpki = this.peerSpki;
@@ -843,4 +843,11 @@ export class ServerHandshake {
     this.dispose();
     this.callbacks.complete(this, result);
   }
+}
+
+/** A copy in its own memory: a long-lived secret must not pin (or sit in) a slab of Node's shared Buffer pool. */
+function unpooledCopy(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length);
+  b.copy(out);
+  return out;
 }

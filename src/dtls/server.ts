@@ -396,8 +396,8 @@ export class DtlsServer extends EventEmitter {
       readCid: result.readCid,
       writeCid: result.writeCid,
       transport: this.transport,
-      onClose: (s) => this.forget(s),
-      onMigrate: (s, info) => this.onMigrate(s, info),
+      onClose: this.onSessionClose,
+      onMigrate: this.onSessionMigrate,
     });
     this.register(session);
     if (result.resumed) this.stats.resumptions++;
@@ -411,6 +411,10 @@ export class DtlsServer extends EventEmitter {
     this._sessions.set(`${session.address}:${session.port}`, session);
     if (session.readCid) this.sessionsByCid.set(session.readCid.toString('hex'), session);
   }
+
+  /** Shared by every session (not one pair of closures per session). */
+  private readonly onSessionClose = (s: DtlsSession): void => this.forget(s);
+  private readonly onSessionMigrate = (s: DtlsSession, info: MigrationInfo): void => this.onMigrate(s, info);
 
   private forget(s: DtlsSession): void {
     const key = `${s.address}:${s.port}`;
@@ -537,8 +541,8 @@ export class DtlsServer extends EventEmitter {
       lastActivity: Number.isFinite(st.lastActivity) ? st.lastActivity : undefined,
       meta: st.meta,
       transport: this.transport,
-      onClose: (s) => this.forget(s),
-      onMigrate: (s, info) => this.onMigrate(s, info),
+      onClose: this.onSessionClose,
+      onMigrate: this.onSessionMigrate,
     });
   }
 

@@ -104,8 +104,6 @@ export class DtlsSession extends EventEmitter implements Channel {
   /** Connection IDs (RFC 9146): ours, carried in the peer's records, and the peer's; undefined = not negotiated. */
   readonly readCid: Buffer | undefined;
   readonly writeCid: Buffer | undefined;
-  /** Session id for resumption (empty when none was issued). */
-  readonly sessionId: Buffer;
   lastActivity: number;
   bytesIn = 0;
   bytesOut = 0;
@@ -121,8 +119,10 @@ export class DtlsSession extends EventEmitter implements Channel {
   private readonly replay: ReplayWindow;
   private finalFlight: FlightMessage[] | undefined;
   private readonly clientFinishedSeq: number;
-  /** ClientHello random of the handshake that created this session. */
-  readonly clientRandom: Buffer;
+  /** Kept as hex strings: smaller than a Buffer per session, and no slice of the shared Buffer pool held for the
+   * session's lifetime. */
+  private readonly clientRandomHex: string;
+  private readonly sessionIdHex: string;
   private readonly transport: PeerTransport;
   private readonly onClose: SessionInit['onClose'];
   private readonly onMigrate: SessionInit['onMigrate'];
@@ -144,15 +144,25 @@ export class DtlsSession extends EventEmitter implements Channel {
     this.replay = init.replay;
     this.finalFlight = init.finalFlight.length > 0 ? init.finalFlight : undefined;
     this.clientFinishedSeq = init.clientFinishedSeq;
-    this.clientRandom = init.clientRandom;
+    this.clientRandomHex = init.clientRandom.toString('hex');
     this.resumed = init.resumed ?? false;
-    this.sessionId = init.sessionId ?? Buffer.alloc(0);
+    this.sessionIdHex = init.sessionId ? init.sessionId.toString('hex') : '';
     this.transport = init.transport;
     this.onClose = init.onClose;
     this.onMigrate = init.onMigrate;
     this.createdAt = init.createdAt ?? Date.now();
     this.lastActivity = init.lastActivity ?? Date.now();
     this.meta = init.meta;
+  }
+
+  /** ClientHello random of the handshake that created this session. */
+  get clientRandom(): Buffer {
+    return Buffer.from(this.clientRandomHex, 'hex');
+  }
+
+  /** Session id for resumption (empty when none was issued). */
+  get sessionId(): Buffer {
+    return Buffer.from(this.sessionIdHex, 'hex');
   }
 
   /** The peer's current address; changes only through an authenticated connection-ID record (RFC 9146). */
@@ -195,8 +205,8 @@ export class DtlsSession extends EventEmitter implements Channel {
       epoch: 1,
       writeSeq,
       replay: this.replay.snapshot(),
-      clientRandom: this.clientRandom.toString('hex'),
-      sessionId: this.sessionId.toString('hex'),
+      clientRandom: this.clientRandomHex,
+      sessionId: this.sessionIdHex,
       resumed: this.resumed,
       createdAt: this.createdAt,
       lastActivity: this.lastActivity,

@@ -88,6 +88,14 @@ export class Registry extends EventEmitter {
     return true;
   }
 
+  /** Removes a registration without an event (it now lives elsewhere, e.g. on another server instance). */
+  forget(reg: Registration): boolean {
+    if (this.byIdMap.get(reg.registrationId) !== reg) return false;
+    this.byIdMap.delete(reg.registrationId);
+    this.byEndpointMap.delete(reg.endpoint);
+    return true;
+  }
+
   byEndpoint(endpoint: string): Registration | undefined {
     return this.byEndpointMap.get(endpoint);
   }

@@ -1,4 +1,5 @@
 import { type KeyObject, createPublicKey } from 'node:crypto';
+import { type CertificateOptions, loadServerCredentials, loadTrustedCAs } from '../dtls/certs';
 
 /**
  * Security information per endpoint (LwM2M "security store"). Each endpoint has at most one entry:
@@ -163,6 +164,59 @@ export function parsePskTable(text: string | undefined): SecurityEntryInput[] {
   }
   if (!Array.isArray(parsed)) throw new SecurityError('PSK table must be a JSON array of {endpoint, identity, key} and {endpoint, rpk}');
   return parsed as SecurityEntryInput[];
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/** The CERTIFICATE blocks of a PEM bundle, in order (other text and blocks are ignored). */
+export function splitPemCertificates(text: string | undefined): string[] {
+  if (typeof text !== 'string') return [];
+  return (text.match(PEM_CERTIFICATE) ?? []).map((block) => block + '\n');
+}
+
+/** The config node's certificate credentials (all PEM text; empty = not set). */
+export interface CertificateCredentials {
+  /** Server private key (EC P-256). */
+  serverKey?: string;
+  /** Server certificate chain, leaf first. Empty with a key: the server offers its key as a raw public key only. */
+  serverCert?: string;
+  /** CA certificates that device certificates must chain to. */
+  trustedCAs?: string;
+}
+
+/**
+ * Lwm2mServerOptions `certificate` / `trustedCAs` from the config node's credentials, checked (P-256 key, chain that
+ * matches the key, readable CA certificates). Throws SecurityError with a message that never holds key material.
+ * `warnings` lists settings that have no effect.
+ */
+export function certificateConfig(creds: CertificateCredentials): {
+  certificate?: CertificateOptions;
+  trustedCAs?: string[];
+  warnings: string[];
+} {
+  const key = creds.serverKey?.trim() ?? '';
+  const certText = creds.serverCert?.trim() ?? '';
+  const caText = creds.trustedCAs?.trim() ?? '';
+  const warnings: string[] = [];
+  const chain = splitPemCertificates(certText);
+  if (certText !== '' && chain.length === 0) throw new SecurityError('server certificate: no PEM "CERTIFICATE" block found');
+  const cas = splitPemCertificates(caText);
+  if (caText !== '' && cas.length === 0) throw new SecurityError('trusted CAs: no PEM "CERTIFICATE" block found');
+  if (key === '') {
+    if (chain.length > 0) throw new SecurityError('server certificate given without its private key');
+    if (cas.length > 0) warnings.push('trusted CAs are not used: certificate devices need the server key (and certificate) too');
+    return { warnings };
+  }
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new SecurityError('server key: expected a PEM private key (-----BEGIN PRIVATE KEY-----)');
+  const certificate: CertificateOptions = { key, chain };
+  try {
+    loadServerCredentials(certificate);
+    loadTrustedCAs(cas);
+  } catch (err) {
+    throw new SecurityError(`server certificate: ${(err as Error).message}`);
+  }
+  if (cas.length === 0) warnings.push('no trusted CAs: devices with X.509 certificates cannot connect (raw public keys still can)');
+  return { certificate, trustedCAs: cas.length > 0 ? cas : undefined, warnings };
 }
 
 /**

@@ -1,10 +1,12 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import type { LogFn } from '../channel';
-import { parsePskTable } from '../lwm2m/security';
+import { certificateConfig, parsePskTable } from '../lwm2m/security';
 import { Lwm2mRequestError, Lwm2mServer, type Lwm2mNotification, type Lwm2mServerState, type RegistrationInfo } from '../server';
 import { EVENT_TYPES, globToRegExp } from './util';
 import { registerAdmin } from './admin';
+import { RedisClusterStore } from '../cluster/redis';
 import { FileStateStore, StateSaver, withoutSessions, type StateFileInfo } from '../persist';
 
 /** Seconds between saves of a running server's state (when it changed). */
@@ -43,7 +45,7 @@ interface ServerDef extends NodeDef {
   store: string;
   modelDir?: string;
 }
-interface ServerCredentials { psk?: string }
+interface ServerCredentials { psk?: string; serverKey?: string; serverCert?: string; trustedCAs?: string }
 
 interface UserNode extends Node {
   id: string;
@@ -106,6 +108,8 @@ export = function register(RED: NodeAPI): void {
    * Lives as long as this runtime's registration of the node types, not in module scope.
    */
   const handovers = new Map<string, { state: Lwm2mServerState; bind: string; coapPort: number; coapsPort: number }>();
+  /** Scale-out: this runtime's part of each config node's cluster instance id (the same across redeploys). */
+  const runtimeTag = Math.random().toString(16).slice(2, 10).padEnd(8, '0');
 
   function Lwm2mServerNode(this: Node, config: ServerDef): void {
     RED.nodes.createNode(this, config);
@@ -130,10 +134,30 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       node.error(`PSK table: ${(err as Error).message}`);
     }
+    // Server key/certificate and trusted CAs (ECDHE_ECDSA: raw public keys and X.509). Messages never hold key material.
+    let certs: Omit<ReturnType<typeof certificateConfig>, 'warnings'> = {};
+    try {
+      const { warnings, ...rest } = certificateConfig(node.credentials ?? {});
+      certs = rest;
+      for (const w of warnings) node.warn(`certificates: ${w}`);
+    } catch (err) {
+      node.error(`certificates: ${(err as Error).message}`);
+    }
     const coapPort = num(config.coapPort, 5683);
     const coapsPort = num(config.coapsPort, 5684);
+    // Scale-out: `store` = 'redis://host:port/db' shares the fleet with every instance using that Redis.
+    let cluster: RedisClusterStore | undefined;
+    const storeUrl = typeof config.store === 'string' ? config.store.trim() : '';
+    if (storeUrl !== '') {
+      try {
+        cluster = new RedisClusterStore({ url: storeUrl, instanceId: `${runtimeTag}-${node.id.replace(/[^A-Za-z0-9_-]/g, '_')}`.slice(0, 64), log });
+      } catch (err) {
+        node.error(`store: ${(err as Error).message}`);
+      }
+    }
     try {
       node.lwm2m = new Lwm2mServer({
+        cluster,
         bind: config.bind || '0.0.0.0',
         coapPort,
         coapsPort,
@@ -145,12 +169,14 @@ export = function register(RED: NodeAPI): void {
         maxLifetime: num(config.maxLifetime, 31536000),
         modelDir: config.modelDir || undefined,
         psk,
+        ...certs,
         log,
       });
     } catch (err) {
-      // A bad PSK entry: start with an empty table rather than not at all, and say which entry is wrong.
-      node.error(`PSK table: ${(err as Error).message}`);
-      node.lwm2m = new Lwm2mServer({ bind: config.bind || '0.0.0.0', coapPort, coapsPort, allowNoSec: config.allowNoSec === true, log });
+      // A bad PSK entry or certificate: start with no security (nobody can use DTLS) rather than not at all, and say
+      // what is wrong.
+      node.error(`security configuration: ${(err as Error).message}`);
+      node.lwm2m = new Lwm2mServer({ bind: config.bind || '0.0.0.0', coapPort, coapsPort, allowNoSec: config.allowNoSec === true, log, cluster });
     }
     const previous = handovers.get(node.id);
     handovers.delete(node.id);
@@ -168,6 +194,7 @@ export = function register(RED: NodeAPI): void {
     const persist = config.persist !== false && config.persist !== 'false';
     let store: FileStateStore | undefined;
     let saver: StateSaver | undefined;
+    let closing = false;
     if (persist && stateFile) {
       const secret = stateSecret(RED);
       if (secret) store = new FileStateStore(stateFile, secret, { warn: (m) => node.warn(m) });
@@ -181,7 +208,10 @@ export = function register(RED: NodeAPI): void {
       let state = carried;
       if (!persist && stateFile) {
         // Turned off: no key material stays on disk for a server that no longer uses it.
-        await FileStateStore.prototype.remove.call({ file: stateFile, chain: Promise.resolve() }).catch(() => undefined);
+        if (fs.existsSync(stateFile)) {
+          await fs.promises.rm(stateFile, { force: true }).catch(() => undefined);
+          node.log('persistence is off: removed the saved state file');
+        }
       }
       if (store && !state) {
         const saved = await store.read();
@@ -233,7 +263,6 @@ export = function register(RED: NodeAPI): void {
       delete node.users[user.id];
       done();
     };
-    let closing = false;
     node.on('close', (removed: boolean, done: () => void) => {
       closing = true;
       saver?.close();
@@ -255,7 +284,9 @@ export = function register(RED: NodeAPI): void {
       closed.catch((err: Error) => node.warn(`LwM2M server close: ${err.message}`)).finally(() => done());
     });
   }
-  RED.nodes.registerType('lwm2m-server', Lwm2mServerNode, { credentials: { psk: { type: 'text' } } });
+  RED.nodes.registerType('lwm2m-server', Lwm2mServerNode, {
+    credentials: { psk: { type: 'text' }, serverKey: { type: 'password' }, serverCert: { type: 'text' }, trustedCAs: { type: 'text' } },
+  });
 
   function getServer(node: Node, id: string): ServerNode | undefined {
     const server = RED.nodes.getNode(id) as ServerNode | null;

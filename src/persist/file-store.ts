@@ -121,8 +121,8 @@ export class FileStateStore {
   }
 
   private decode(data: Buffer): { state: Lwm2mServerState; info: StateFileInfo; savedAt: number } {
+    if (data.length >= MAGIC.length && !data.subarray(0, MAGIC.length).equals(MAGIC)) throw new StateFileError('not an LwM2M server state file');
     if (data.length < HEADER_LEN + TAG_LEN) throw new StateFileError(`truncated (${data.length} bytes)`);
-    if (!data.subarray(0, MAGIC.length).equals(MAGIC)) throw new StateFileError('not an LwM2M server state file');
     const version = data[MAGIC.length];
     if (version !== FORMAT) throw new StateFileError(`unsupported file format ${version}`);
     const header = data.subarray(0, HEADER_LEN);

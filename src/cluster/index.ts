@@ -1,0 +1,3 @@
+export type { ClusterStore } from './types';
+export { RedisClusterStore, redactUrl, type RedisClusterOptions } from './redis';
+export { encodeJson, decodeJson } from './codec';
