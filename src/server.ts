@@ -301,6 +301,9 @@ export class Lwm2mServer extends EventEmitter {
     this.started = true;
     if (state) this.restore(state);
     try {
+      // cluster: join the shared store (rejects when it cannot be reached) before any datagram is read, so that what
+      // `state` brought along is checked against the store first
+      if (this.opts.cluster) await this.opts.cluster.attach(this);
       if (this.opts.coapPort > 0) {
         this.coapSocket = await this.bindSocket(this.opts.coapPort, (msg, rinfo) => {
           const ch = udpChannel(this.coapSocket as dgram.Socket, rinfo.address, rinfo.port, (e) => this.socketError(e));
@@ -310,8 +313,6 @@ export class Lwm2mServer extends EventEmitter {
       if (this.opts.coapsPort > 0) {
         this.coapsSocket = await this.bindSocket(this.opts.coapsPort, (msg, rinfo) => this.dtls.handleDatagram(msg, rinfo));
       }
-      // cluster: join the shared store (rejects when it cannot be reached)
-      if (this.opts.cluster) await this.opts.cluster.attach(this);
     } catch (err) {
       await this.stop();
       throw err;

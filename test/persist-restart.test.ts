@@ -208,7 +208,7 @@ describe('persistence across Node-RED restarts', function () {
     for (const log of logs) assert.deepEqual(errorLines(log), [], log);
   });
 
-  it('without credentialSecret in settings.js, the secret Node-RED generated for the credentials file is used', async () => {
+  it('without credentialSecret in settings.js, the secret Node-RED generated for the credentials file is used; SIGTERM saves', async () => {
     const dir = tempDir('lwm2m-persist-gen-');
     let node: RedProcess | undefined;
     let sim: SimulatedDevice | undefined;
@@ -230,7 +230,10 @@ describe('persistence across Node-RED restarts', function () {
       }
       sim = new SimulatedDevice({ endpoint: d.endpoint, host: '127.0.0.1', port: udp, psk: { identity: d.identity, key: d.key } });
       await sim.start();
-      await node.stop();
+      // SIGTERM (what service managers send) closes the flows like Ctrl-C: the state is saved.
+      const exited = new Promise<void>((r) => node?.child.once('exit', () => r()));
+      node.child.kill('SIGTERM');
+      await exited;
       const generated = (JSON.parse(fs.readFileSync(path.join(dir, '.config.runtime.json'), 'utf8')) as { _credentialSecret?: string })._credentialSecret;
       assert.ok(generated, 'Node-RED generated no secret');
       const state = await new FileStateStore(path.join(dir, 'lwm2m-srv.state'), generated).load();

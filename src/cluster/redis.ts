@@ -525,10 +525,19 @@ export class RedisClusterStore extends EventEmitter implements ClusterStore {
           this.remote.delete(ep);
         } else {
           this.remote.set(ep, { owner: msg.owner, reg: msg.reg });
-          // The device registered through another instance: forget the stale copy here, quietly.
+          // The device registered through another instance: forget the stale copy here, quietly. For a claim or an
+          // update, only when the record says so (two instances claiming at once: the last writer keeps it).
           if (server.registry.byEndpoint(ep)) {
-            server.releaseRegistration(ep);
-            this.written.delete(ep);
+            const release = (): void => {
+              if (server.releaseRegistration(ep)) this.written.delete(ep);
+            };
+            if (msg.ev === 'register') release();
+            else {
+              this.readReg(ep).then(
+                (rec) => (rec?.owner === msg.owner ? release() : this.remote.delete(ep)),
+                (err: Error) => this.log('debug', `record of ${ep} not read: ${err.message}`),
+              );
+            }
           }
         }
         if (msg.ev !== 'claim') this.emit(msg.ev, registrationInfo(msg.reg), msg.owner);

@@ -187,11 +187,12 @@ export = function register(RED: NodeAPI): void {
       if (owner) node.notifyTargets.get(owner)?.(n);
     });
 
-    // Persistence: on unless the flow says false (new config nodes default to on).
+    // Persistence in a file: on unless the flow says false (new config nodes default to on), and only without a
+    // shared store (with `store` set, the store holds the fleet and the file is not used).
     const info: StateFileInfo = { bind, coapPort, coapsPort };
     const userDir = (RED.settings as unknown as { userDir?: unknown }).userDir;
     const stateFile = typeof userDir === 'string' && userDir !== '' ? path.join(userDir, `lwm2m-${node.id.replace(/[^A-Za-z0-9_.-]/g, '_')}.state`) : undefined;
-    const persist = config.persist !== false && config.persist !== 'false';
+    const persist = config.persist !== false && config.persist !== 'false' && storeUrl === '';
     let store: FileStateStore | undefined;
     let saver: StateSaver | undefined;
     let closing = false;
