@@ -85,23 +85,15 @@ export function writeSeq(buf: Buffer, offset: number, epoch: number, seq: number
   buf.writeUIntBE(seq, offset + 2, 6);
 }
 
-/** Writes a record header (with the CID of a tls12_cid record) at the start of `out`; returns its length. */
-export function writeRecordHeader(out: Buffer, type: number, version: number, epoch: number, seq: number, length: number,
-    cid?: Buffer): number {
-  const cidLen = cid ? cid.length : 0;
-  out[0] = type;
-  out.writeUInt16BE(version, 1);
-  writeSeq(out, 3, epoch, seq);
-  if (cid) cid.copy(out, 11);
-  out.writeUInt16BE(length, 11 + cidLen);
-  return RECORD_HEADER_LENGTH + cidLen;
-}
-
 export function encodeRecord(type: number, version: number, epoch: number, seq: number, fragment: Buffer,
     cid?: Buffer): Buffer {
   const cidLen = cid ? cid.length : 0;
   const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + cidLen + fragment.length);
-  writeRecordHeader(out, type, version, epoch, seq, fragment.length, cid);
+  out[0] = type;
+  out.writeUInt16BE(version, 1);
+  writeSeq(out, 3, epoch, seq);
+  if (cid) cid.copy(out, 11);
+  out.writeUInt16BE(fragment.length, 11 + cidLen);
   fragment.copy(out, RECORD_HEADER_LENGTH + cidLen);
   return out;
 }

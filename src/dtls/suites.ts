@@ -99,10 +99,9 @@ export function deriveKeys(suite: CipherSuiteInfo, master: Buffer, clientRandom:
 export interface RecordCipher {
   /**
    * Protects one record. With `cid` (RFC 9146) `type` must be tls12_cid (25), `plaintext` is the
-   * DTLSInnerPlaintext and the additional data follows RFC 9146 §5. The result starts with `headroom` bytes left
-   * for the caller (the record header), so the record is built without another copy.
+   * DTLSInnerPlaintext and the additional data follows RFC 9146 §5.
    */
-  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer, headroom?: number): Buffer;
+  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer;
   /** Returns the plaintext, or undefined when the record does not authenticate. Never throws. */
   decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined;
 }
@@ -154,43 +153,30 @@ class AeadCipher implements RecordCipher {
   constructor(private readonly algorithm: 'aes-128-ccm' | 'aes-128-gcm', private readonly key: Buffer,
       private readonly fixedIv: Buffer, private readonly tagLength: number) {}
 
-  /** fixed IV (4) ‖ explicit nonce (8), in a short-lived buffer (OpenSSL copies it when the context is created). */
-  private nonce(explicit: Buffer, explicitOffset: number): Buffer {
-    const nonce = Buffer.allocUnsafe(4 + EXPLICIT_NONCE);
-    this.fixedIv.copy(nonce, 0);
-    explicit.copy(nonce, 4, explicitOffset, explicitOffset + EXPLICIT_NONCE);
-    return nonce;
-  }
-
-  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer, headroom = 0): Buffer {
-    // headroom ‖ explicit nonce ‖ ciphertext ‖ tag, written in place (no intermediate concatenations).
-    const len = plaintext.length;
-    const out = Buffer.allocUnsafe(headroom + EXPLICIT_NONCE + len + this.tagLength);
-    writeSeq(out, headroom, epoch, seq);
-    const nonce = this.nonce(out, headroom);
-    const aad = additionalData(type, version, epoch, seq, len, cid);
-    let off = headroom + EXPLICIT_NONCE;
+  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer {
+    const explicit = Buffer.allocUnsafe(EXPLICIT_NONCE);
+    writeSeq(explicit, 0, epoch, seq);
+    const nonce = Buffer.concat([this.fixedIv, explicit]);
+    const aad = additionalData(type, version, epoch, seq, plaintext.length, cid);
+    let ct: Buffer;
+    let tag: Buffer;
     if (this.algorithm === 'aes-128-ccm') {
       const c = createCipheriv('aes-128-ccm', this.key, nonce, { authTagLength: this.tagLength });
-      c.setAAD(aad, { plaintextLength: len });
-      off += c.update(aeadInput(plaintext)).copy(out, off);
-      off += c.final().copy(out, off);
-      off += c.getAuthTag().copy(out, off);
+      c.setAAD(aad, { plaintextLength: plaintext.length });
+      ct = Buffer.concat([c.update(aeadInput(plaintext)), c.final()]);
+      tag = c.getAuthTag();
     } else {
       const c = createCipheriv('aes-128-gcm', this.key, nonce, { authTagLength: this.tagLength });
       c.setAAD(aad);
-      off += c.update(plaintext).copy(out, off);
-      off += c.final().copy(out, off);
-      off += c.getAuthTag().copy(out, off);
+      ct = Buffer.concat([c.update(plaintext), c.final()]);
+      tag = c.getAuthTag();
     }
-    // Counter modes: ciphertext length = plaintext length. Anything else would leave uninitialised bytes.
-    if (off !== out.length) throw new Error('AEAD output has an unexpected length');
-    return out;
+    return Buffer.concat([explicit, ct, tag]);
   }
 
   decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined {
     if (fragment.length < EXPLICIT_NONCE + this.tagLength) return undefined;
-    const nonce = this.nonce(fragment, 0);
+    const nonce = Buffer.concat([this.fixedIv, fragment.subarray(0, EXPLICIT_NONCE)]);
     const ct = fragment.subarray(EXPLICIT_NONCE, fragment.length - this.tagLength);
     const tag = fragment.subarray(fragment.length - this.tagLength);
     const aad = additionalData(type, version, epoch, seq, ct.length, cid);
@@ -207,9 +193,7 @@ class AeadCipher implements RecordCipher {
       const d = createDecipheriv('aes-128-gcm', this.key, nonce, { authTagLength: this.tagLength });
       d.setAuthTag(tag);
       d.setAAD(aad);
-      const pt = d.update(ct);
-      const rest = d.final();
-      return rest.length === 0 ? pt : Buffer.concat([pt, rest]);
+      return Buffer.concat([d.update(ct), d.final()]);
     } catch {
       return undefined;
     }
@@ -234,14 +218,14 @@ class CbcSha256Cipher implements RecordCipher {
       .digest();
   }
 
-  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer, headroom = 0): Buffer {
+  encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer {
     const mac = this.mac(type, version, epoch, seq, plaintext, cid);
     const padLen = (BLOCK - ((plaintext.length + MAC_LEN + 1) % BLOCK)) % BLOCK;
     const padding = Buffer.alloc(padLen + 1, padLen);
     const iv = randomBytes(BLOCK);
     const c = createCipheriv('aes-128-cbc', this.key, iv);
     c.setAutoPadding(false);
-    return Buffer.concat([Buffer.alloc(headroom), iv, c.update(Buffer.concat([plaintext, mac, padding])), c.final()]);
+    return Buffer.concat([iv, c.update(Buffer.concat([plaintext, mac, padding])), c.final()]);
   }
 
   decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined {

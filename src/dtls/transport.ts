@@ -1,8 +1,5 @@
 import type { LogFn } from '../channel';
-import {
-  ContentType, DTLS_1_2, type DtlsRecord, MAX_SEQUENCE, RECORD_HEADER_LENGTH, decodeInnerPlaintext, encodeInnerPlaintext, encodeRecord,
-  writeRecordHeader,
-} from './record';
+import { ContentType, DTLS_1_2, type DtlsRecord, MAX_SEQUENCE, decodeInnerPlaintext, encodeInnerPlaintext, encodeRecord } from './record';
 import type { RecordCipher } from './suites';
 
 /** What the per-peer state machines need from the server that owns them. */
@@ -45,17 +42,12 @@ export class RecordWriter {
     if (!this.cipher || this.epoch1Seq > MAX_SEQUENCE || this.epoch1Seq >= this.epoch1Limit) return undefined;
     const seq = this.epoch1Seq++;
     const cid = this.writeCid;
-    // The cipher leaves room for the header in front of the protected fragment: one buffer per record.
     if (cid && cid.length > 0) {
       const inner = encodeInnerPlaintext(type, payload);
-      const head = RECORD_HEADER_LENGTH + cid.length;
-      const out = this.cipher.encrypt(ContentType.tls12_cid, DTLS_1_2, 1, seq, inner, cid, head);
-      writeRecordHeader(out, ContentType.tls12_cid, DTLS_1_2, 1, seq, out.length - head, cid);
-      return out;
+      return encodeRecord(ContentType.tls12_cid, DTLS_1_2, 1, seq,
+        this.cipher.encrypt(ContentType.tls12_cid, DTLS_1_2, 1, seq, inner, cid), cid);
     }
-    const out = this.cipher.encrypt(type, DTLS_1_2, 1, seq, payload, undefined, RECORD_HEADER_LENGTH);
-    writeRecordHeader(out, type, DTLS_1_2, 1, seq, out.length - RECORD_HEADER_LENGTH);
-    return out;
+    return encodeRecord(type, DTLS_1_2, 1, seq, this.cipher.encrypt(type, DTLS_1_2, 1, seq, payload));
   }
 
   /** All messages of a flight, each in its own record, in one datagram. */
