@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import type { createClient } from 'redis';
+import type { RedisClientType } from 'redis';
 import type { LogFn } from '../channel';
 import type { Registration } from '../lwm2m/registry';
 import type { SecurityEntry, SecurityEntryInput } from '../lwm2m/security';
@@ -11,7 +11,7 @@ import {
 import { decodeJson, encodeJson } from './codec';
 import type { ClusterStore } from './types';
 
-type RedisClient = ReturnType<typeof createClient>;
+type RedisClient = RedisClientType;
 
 export interface RedisClusterOptions {
   /** `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. */
