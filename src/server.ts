@@ -18,6 +18,7 @@ import type { CertificateOptions } from './dtls/certs';
 import { ContentFormat, decodeContent, formatName } from './lwm2m/content';
 import {
   OutboundDialler, SessionChannel, SessionPool, growSocketBuffers, sessionChannel, udpChannel, type PoolMode, type PoolEntry,
+  type SessionChannelHost,
 } from './pool';
 import type { ClusterStore } from './cluster/types';
 
@@ -206,6 +207,32 @@ export class Lwm2mServer extends EventEmitter {
   /** Live device-opened DTLS sessions by channel key. */
   private readonly dtlsChannels = new Map<string, { channel: Channel; session: DtlsSession }>();
   private readonly counters = new Map<string, ChannelCounters>();
+  /** Receives data, close and migration of every device-opened DTLS session (through its SessionChannel). */
+  private readonly channelHost: SessionChannelHost<DtlsSession> = {
+    channelData: (channel, data) => this.coap.handle(channel, data),
+    channelClosed: (channel) => {
+      const key = channel.key;
+      this.dtlsChannels.delete(key);
+      this.counters.delete(key);
+      this.coap.forgetChannel(key, 'DTLS session closed');
+      this.pool.unbindChannel(key);
+    },
+    channelMigrated: (channel, info) => {
+      // RFC 9146: an authenticated record from a new address moved the session (NAT rebinding).
+      for (const reg of this.registry.all()) {
+        if (reg.channelKey !== channel.key) continue;
+        reg.address = info.address;
+        reg.port = info.port;
+        const entry = this.pool.get(reg.endpoint);
+        if (entry) {
+          entry.address = info.address;
+          entry.port = info.port;
+        }
+        this.opts.log?.('debug', `endpoint ${reg.endpoint} moved from ${info.oldAddress}:${info.oldPort} to ${info.address}:${info.port} (connection ID)`);
+        this.emit('update', registrationInfo(reg), ['address', 'port']);
+      }
+    },
+  };
   private coapSocket?: dgram.Socket;
   private coapsSocket?: dgram.Socket;
   private timers: NodeJS.Timeout[] = [];
@@ -511,40 +538,17 @@ export class Lwm2mServer extends EventEmitter {
 
   private onDtlsSession(session: DtlsSession, restored = false): void {
     const meta = (session.meta ?? {}) as { channelKey?: string };
-    const key = restored && typeof meta.channelKey === 'string' ? meta.channelKey : `dtls:${session.address}:${session.port}#${++this.serial}`;
+    const key = restored && typeof meta.channelKey === 'string' ? meta.channelKey : flatString(`dtls:${session.address}:${session.port}#${++this.serial}`);
     session.meta = { channelKey: key };
-    const counters = this.count(key);
-    const channel: Channel = new SessionChannel(key, session, counters);
-    this.dtlsChannels.set(key, { channel, session });
+    // The channel is also the session's owner and its byte counters: no listener closures per session.
+    const channel = new SessionChannel(key, session, this.channelHost);
+    session.owner = channel;
+    this.counters.set(key, channel);
+    this.dtlsChannels.set(key, channel);
     this.opts.log?.(
       'debug',
       `DTLS session ${restored ? 'restored' : 'established'} with ${session.address}:${session.port} as "${session.identity}" (${session.cipherSuite})`,
     );
-    session.on('data', (data: Buffer) => {
-      counters.bytesIn += data.length;
-      this.coap.handle(channel, data);
-    });
-    session.on('close', () => {
-      this.dtlsChannels.delete(key);
-      this.counters.delete(key);
-      this.coap.forgetChannel(key, 'DTLS session closed');
-      this.pool.unbindChannel(key);
-    });
-    session.on('migrated', (info: { oldAddress: string; oldPort: number; address: string; port: number }) => {
-      // RFC 9146: an authenticated record from a new address moved the session (NAT rebinding).
-      for (const reg of this.registry.all()) {
-        if (reg.channelKey !== key) continue;
-        reg.address = info.address;
-        reg.port = info.port;
-        const entry = this.pool.get(reg.endpoint);
-        if (entry) {
-          entry.address = info.address;
-          entry.port = info.port;
-        }
-        this.opts.log?.('debug', `endpoint ${reg.endpoint} moved from ${info.oldAddress}:${info.oldPort} to ${info.address}:${info.port} (connection ID)`);
-        this.emit('update', registrationInfo(reg), ['address', 'port']);
-      }
-    });
     if (restored) {
       const reg = this.registry.all().find((r) => r.channelKey === key);
       if (reg && this.pool.mode === 'inbound') this.pool.bindInbound(reg.endpoint, channel, false);
@@ -935,4 +939,12 @@ export function registrationInfo(reg: Registration): RegistrationInfo {
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * A flat copy of a string built by concatenation. V8 keeps `a + b` as a tree of string pieces (a "cons string",
+ * 32 bytes per piece); a key kept for a session's lifetime is smaller as one sequential string.
+ */
+function flatString(s: string): string {
+  return Buffer.from(s, 'latin1').toString('latin1');
 }

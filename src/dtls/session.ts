@@ -86,6 +86,16 @@ export interface SessionInit {
 }
 
 /**
+ * One object that receives a session's data, close and migration (see DtlsSession.owner): an owner holding many
+ * sessions needs no listener closures per session. The events are emitted as well.
+ */
+export interface DtlsSessionOwner {
+  onSessionData(data: Buffer): void;
+  onSessionClose(reason: SessionCloseReason): void;
+  onSessionMigrated(info: MigrationInfo): void;
+}
+
+/**
  * An established DTLS 1.2 session with one peer (epoch 1). Also usable as a CoAP datagram channel.
  * Events: 'data' (payload: Buffer), 'close' (reason: SessionCloseReason),
  *         'migrated' (MigrationInfo) when an authenticated connection-ID record moved the peer to a new address.
@@ -109,6 +119,8 @@ export class DtlsSession extends EventEmitter implements Channel {
   bytesOut = 0;
   /** Opaque data for upper layers, carried through exportState/importSessions. Must be JSON-serialisable. */
   meta: unknown;
+  /** Called before the 'data', 'close' and 'migrated' events (an alternative to listening for them). */
+  owner: DtlsSessionOwner | undefined;
 
   private _address: string;
   private _port: number;
@@ -153,6 +165,7 @@ export class DtlsSession extends EventEmitter implements Channel {
     this.createdAt = init.createdAt ?? Date.now();
     this.lastActivity = init.lastActivity ?? Date.now();
     this.meta = init.meta;
+    this.owner = undefined;
   }
 
   /** ClientHello random of the handshake that created this session. */
@@ -251,6 +264,7 @@ export class DtlsSession extends EventEmitter implements Channel {
     }
     this.transport.log('debug', `DTLS session ${this.address}:${this.port} (identity ${this.identity}) closed: ${reason}`);
     this.onClose(this, reason);
+    this.owner?.onSessionClose(reason);
     this.emit('close', reason);
   }
 
@@ -300,6 +314,7 @@ export class DtlsSession extends EventEmitter implements Channel {
       this._port = from.port;
       this.transport.log('debug', `DTLS session ${info.oldAddress}:${info.oldPort} (identity ${this.identity}) moved to ${from.address}:${from.port}`);
       this.onMigrate?.(this, info);
+      this.owner?.onSessionMigrated(info);
       this.emit('migrated', info);
       if (this._closed) return;
     }
@@ -308,6 +323,7 @@ export class DtlsSession extends EventEmitter implements Channel {
       case ContentType.application_data:
         this.finalFlight = undefined; // the peer has our Finished
         this.bytesIn += plain.length;
+        this.owner?.onSessionData(plain);
         this.emit('data', plain);
         return;
       case ContentType.alert:

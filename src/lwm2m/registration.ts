@@ -14,6 +14,10 @@ export interface RegistrationOptions {
 
 export const SUPPORTED_VERSIONS = ['1.0', '1.1', '1.2'];
 const DEFAULT_LIFETIME = 86400;
+/** Distinct registration payloads whose parsed links are kept (see RegistrationInterface.objectLinks). */
+const LINK_CACHE_SIZE = 256;
+/** Longer payloads are parsed every time (the cache holds their text). */
+const LINK_CACHE_MAX_TEXT = 2048;
 const BINDING = /^(?:U|UQ|S|SQ|US|UQS|T|TQ|N|NQ|[USTN]{1,4}Q?)$/;
 
 function reply(code: string, diagnostic?: string, locationPath?: string[]): CoapResponseInit {
@@ -84,6 +88,12 @@ export function parseObjectLinks(payload: string): ObjectLinks {
  * CN) belongs to; unsecured registrations only when allowed and only for endpoints without security information.
  */
 export class RegistrationInterface {
+  /**
+   * Parsed link payloads by payload text, frozen and shared: a fleet of devices of one kind announces the same
+   * objects, so their registrations share one `objects` array (and versions, formats) instead of a copy each.
+   */
+  private readonly linkCache = new Map<string, Readonly<ObjectLinks>>();
+
   constructor(
     private readonly registry: Registry,
     private readonly security: SecurityStore,
@@ -111,6 +121,25 @@ export class RegistrationInterface {
     return reply('4.05', 'only POST (update) and DELETE (de-register) are allowed on a registration');
   }
 
+  /** parseObjectLinks through the cache (bounded: the oldest entry goes when it is full). */
+  private objectLinks(payload: Buffer): Readonly<ObjectLinks> {
+    const text = payload.toString('utf8');
+    let links = this.linkCache.get(text);
+    if (links) return links;
+    const parsed = parseObjectLinks(text);
+    links = Object.freeze({
+      hasRootLink: parsed.hasRootLink,
+      objects: Object.freeze(parsed.objects) as string[],
+      objectVersions: Object.freeze(parsed.objectVersions) as Record<string, string>,
+      contentFormats: Object.freeze(parsed.contentFormats) as number[],
+      rootPath: parsed.rootPath,
+    });
+    if (text.length > LINK_CACHE_MAX_TEXT) return links;
+    if (this.linkCache.size >= LINK_CACHE_SIZE) this.linkCache.delete(this.linkCache.keys().next().value as string);
+    this.linkCache.set(text, links);
+    return links;
+  }
+
   private refuse(code: string, why: string, channel: Channel): CoapResponseInit {
     this.opts.log?.('debug', `registration from ${channel.address}:${channel.port} refused: ${why}`);
     return reply(code, why);
@@ -136,13 +165,13 @@ export class RegistrationInterface {
     if (req.contentFormat !== undefined && req.contentFormat !== 40) {
       return this.refuse('4.00', `registration payload must be link-format (40), got content format ${req.contentFormat}`, channel);
     }
-    let links: ObjectLinks;
+    let links: Readonly<ObjectLinks>;
     try {
-      links = parseObjectLinks(req.payload.toString('utf8'));
+      links = this.objectLinks(req.payload);
     } catch (err) {
       return this.refuse('4.00', `invalid link-format payload: ${(err as Error).message}`, channel);
     }
-    const { hasRootLink: _root, ...linkInfo } = links;
+    // All fields in one literal (no spread): the object keeps them in-object, without a separate property store.
     const reg: Registration = {
       endpoint,
       registrationId: this.registry.newRegistrationId(),
@@ -151,7 +180,10 @@ export class RegistrationInterface {
       binding,
       queueMode: binding.includes('Q') || q.has('Q'),
       smsNumber: q.get('sms') || undefined,
-      ...linkInfo,
+      objects: links.objects,
+      objectVersions: links.objectVersions,
+      contentFormats: links.contentFormats,
+      rootPath: links.rootPath,
       address: channel.address,
       port: channel.port,
       secure: channel.secure,
@@ -189,7 +221,7 @@ export class RegistrationInterface {
     if (q.has('sms')) changes.smsNumber = q.get('sms') || undefined;
     if (req.payload.length > 0) {
       try {
-        const links = parseObjectLinks(req.payload.toString('utf8'));
+        const links = this.objectLinks(req.payload);
         changes.objects = links.objects;
         changes.objectVersions = links.objectVersions;
         // Without its root link an Update payload says nothing new about formats or the alternate path.

@@ -51,16 +51,38 @@ export interface ChannelSession {
   send(data: Buffer): void;
 }
 
+/** Address change of a session (RFC 9146 connection ID). */
+export interface ChannelMigration {
+  oldAddress: string;
+  oldPort: number;
+  address: string;
+  port: number;
+}
+
+/** Receives what happens on every SessionChannel of one owner (one object for all sessions). */
+export interface SessionChannelHost<S extends ChannelSession> {
+  channelData(channel: SessionChannel<S>, data: Buffer): void;
+  channelClosed(channel: SessionChannel<S>): void;
+  channelMigrated(channel: SessionChannel<S>, info: ChannelMigration): void;
+}
+
 /**
  * A channel over a server-side DTLS session, following the session's address (it can move with a connection ID)
- * and counting the bytes it sends. A class, so a session costs one small object here rather than an object
- * with its own getter and send closures.
+ * and counting the bytes it carries. It is also the session's owner (DtlsSessionOwner): data, close and migration
+ * reach the host through it. A class, so a session costs one small object here rather than an object with its own
+ * getters, closures and counters object.
  */
-export class SessionChannel implements Channel {
+export class SessionChannel<S extends ChannelSession = ChannelSession> implements Channel {
   readonly secure = true;
+  bytesIn = 0;
+  bytesOut = 0;
 
-  constructor(readonly key: string, private readonly session: ChannelSession,
-      private readonly counters: { bytesOut: number }) {}
+  constructor(readonly key: string, readonly session: S, private readonly host?: SessionChannelHost<S>) {}
+
+  /** The channel itself (so it can stand where a `{ channel, session }` pair is expected). */
+  get channel(): this {
+    return this;
+  }
 
   get address(): string {
     return this.session.address;
@@ -79,8 +101,21 @@ export class SessionChannel implements Channel {
   }
 
   send(data: Buffer): void {
-    this.counters.bytesOut += data.length;
+    this.bytesOut += data.length;
     this.session.send(data);
+  }
+
+  onSessionData(data: Buffer): void {
+    this.bytesIn += data.length;
+    this.host?.channelData(this, data);
+  }
+
+  onSessionClose(): void {
+    this.host?.channelClosed(this);
+  }
+
+  onSessionMigrated(info: ChannelMigration): void {
+    this.host?.channelMigrated(this, info);
   }
 }
 
