@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -10,7 +11,7 @@ import { ObjectModel } from './lwm2m/model';
 import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput, type PreparedOperation } from './lwm2m/operations';
 import { parsePath } from './lwm2m/path';
 import { observationKey, ObservationStore, type Observation } from './lwm2m/observations';
-import { MailboxTimeoutError, QueueMode } from './lwm2m/queue';
+import { MailboxTimeoutError, QueueMode, type MailboxEntry } from './lwm2m/queue';
 import { RegistrationInterface } from './lwm2m/registration';
 import { Registry, type Registration } from './lwm2m/registry';
 import { SecurityStore, type SecurityEntryInput } from './lwm2m/security';
@@ -21,6 +22,7 @@ import {
   type SessionChannelHost,
 } from './pool';
 import type { ClusterStore } from './cluster/types';
+import { fromJsonSafe, toJsonSafe } from './cluster/codec';
 
 /**
  * Everything needed to carry a running server over to a new instance (redeploy) or a new process (restart):
@@ -34,11 +36,25 @@ export interface Lwm2mServerState {
   sessions: DtlsSessionState[];
   observations: Array<Omit<Observation, 'token' | 'onEnd'> & { token: string }>;
   queue: Array<{ endpoint: string; awakeUntil: number; asleep: boolean }>;
+  /** Requests waiting in sleeping devices' mailboxes (absent in states saved by older versions). */
+  mailbox?: MailboxEntryState[];
   pool: Array<{ endpoint: string; handshakes: number; requests: number; createdAt: number; lastUsed: number }>;
   counters: { requests: { total: number; overPooledSession: number; timeouts: number }; handshakes: number; handshakesFailed: number };
   /** In-process only: the detached instance, whose waiting queue-mode requests move to the new one. */
   handover?: Lwm2mServer;
 }
+
+/**
+ * A request waiting in a queue-mode device's mailbox, JSON-safe (see MailboxEntry): `payload` and `msg` are encoded
+ * as by the cluster codec (Buffers, Dates and bigints tagged).
+ */
+export type MailboxEntryState = MailboxEntry;
+export type { MailboxEntry } from './lwm2m/queue';
+
+/** Most a saved copy of a request's `msg` may take (JSON characters); larger properties are left out. */
+const MAILBOX_MSG_LIMIT = 64 * 1024;
+/** `msg` properties kept first when a copy has to be cut down. */
+const MAILBOX_MSG_FIRST = ['_msgid', 'topic', 'endpoint', 'operation', 'payload'];
 
 export interface Lwm2mServerOptions {
   /** Address to bind, default '0.0.0.0'; '::' listens on IPv6 and IPv4. */
@@ -117,8 +133,15 @@ export interface Lwm2mRequest extends OperationInput {
   onNotify?: (n: Lwm2mNotification) => void;
   /** observe / observe-composite: called once if the observation ends other than by cancel-observe. */
   onObserveEnd?: (reason: string) => void;
-  /** Who starts the observation (e.g. a node id), for cancelObservationsOf(). */
+  /** Who sends the request / starts the observation (e.g. a node id): cancelObservationsOf(), mailbox results. */
   owner?: string;
+  /**
+   * The flow message the request belongs to. When the request has to wait in a sleeping device's mailbox, a JSON-safe
+   * copy of it (best effort: properties that do not serialise are left out, 64 KB at most; `payload` is left out
+   * when it is the request's payload) is kept with the entry, so that the result can still be delivered with it
+   * after a restart or hand-over ('mailbox-result' / 'mailbox-error' events).
+   */
+  msg?: object;
 }
 
 /** One notification of an observation. */
@@ -245,6 +268,11 @@ export class Lwm2mServer extends EventEmitter {
   private readonly inheritedStats = { handshakes: 0, failed: 0 };
   /** Set on a detached instance: the instance that took over (queued requests continue there). */
   private successor?: Lwm2mServer;
+  /** Ports bound, not stopped: restored mailbox entries may be settled. */
+  private running = false;
+  /** Restored mailbox entries whose deadline had passed, and ones for devices not registered here (see settleRestored). */
+  private readonly expiredEntries: MailboxEntry[] = [];
+  private readonly unplaced: MailboxEntry[] = [];
 
   constructor(options: Lwm2mServerOptions = {}) {
     super();
@@ -257,6 +285,8 @@ export class Lwm2mServer extends EventEmitter {
     this.queue = new QueueMode((options.queueAwakeTime ?? 93) * 1000, {
       sleep: (endpoint) => this.emitQueueEvent('sleep', endpoint),
       awake: (endpoint) => this.emitQueueEvent('awake', endpoint),
+      wake: (entry) => this.runMailboxEntry(entry),
+      lapse: (entry, err) => this.emitMailboxError(entry, err),
     });
     const log = this.opts.log;
     this.model = options.model ?? new ObjectModel();
@@ -351,6 +381,8 @@ export class Lwm2mServer extends EventEmitter {
       }, this.opts.expiryCheckInterval),
     );
     this.timers.push(setInterval(() => this.sweepIdle(), this.opts.idleSweepInterval * 1000));
+    this.running = true;
+    this.settleRestored();
     this.opts.log?.('info', `LwM2M server listening on ${this.opts.bind} coap:${this.ports.coap || 'off'} coaps:${this.ports.coaps || 'off'}`);
     return this.ports;
   }
@@ -395,6 +427,7 @@ export class Lwm2mServer extends EventEmitter {
       sessions: opts.sessions === false ? [] : this.dtls.exportSessions(),
       observations: this.observations.all().map(({ onEnd: _onEnd, token, ...o }) => ({ ...o, token: token.toString('hex') })),
       queue: this.queue.exportState(),
+      mailbox: this.queue.exportEntries().map((e) => ({ ...e, payload: toJsonSafe(e.payload) })),
       pool: this.pool.all().map((e) => ({ endpoint: e.endpoint, handshakes: e.handshakes, requests: e.requests, createdAt: e.createdAt, lastUsed: e.lastUsed })),
       counters: {
         requests: { ...this.requestStats },
@@ -451,11 +484,101 @@ export class Lwm2mServer extends EventEmitter {
         }
       }
     }
-    if (state.handover) {
-      state.handover.successor = this;
-      state.handover.queue.transferTo(this.queue);
+    // (a state that went through JSON may carry a copy of `handover`: only a live instance counts)
+    const handover = state.handover instanceof Lwm2mServer ? state.handover : undefined;
+    if (handover) {
+      handover.successor = this;
+      // The waiting requests themselves (live callers and restored entries) move over; `state.mailbox` describes the
+      // same requests and is not queued a second time.
+      handover.queue.transferTo(this.queue);
+    } else {
+      this.restoreMailbox(state.mailbox ?? []);
     }
     this.opts.log?.('info', `restored ${state.registrations.length} registration(s), ${state.sessions.length} DTLS session(s), ${state.observations.length} observation(s)`);
+  }
+
+  /**
+   * Queues saved mailbox entries again with the time left to their deadline. Entries already here (a hand-over
+   * seen twice) are skipped; expired ones, and ones for devices not registered here, are settled once the server
+   * runs (see settleRestored).
+   */
+  private restoreMailbox(list: MailboxEntryState[]): void {
+    const entries: MailboxEntry[] = [];
+    for (const e of list) {
+      if (!e || typeof e.id !== 'string' || typeof e.endpoint !== 'string' || typeof e.operation !== 'string' || typeof e.deadline !== 'number') {
+        this.opts.log?.('warn', 'a saved mailbox entry is malformed and was dropped');
+        continue;
+      }
+      const entry: MailboxEntry = {
+        ...e,
+        queuedAt: typeof e.queuedAt === 'number' ? e.queuedAt : e.deadline,
+        payload: fromJsonSafe(e.payload),
+        msg: e.msg && typeof e.msg === 'object' ? e.msg : undefined,
+      };
+      if (this.registry.byEndpoint(entry.endpoint)) entries.push(entry);
+      else if (this.queue.claim(entry.id)) this.unplaced.push(entry);
+    }
+    this.expiredEntries.push(...this.queue.importEntries(entries));
+    if (entries.length > 0 || this.unplaced.length > 0) {
+      this.opts.log?.('info', `restored ${entries.length + this.unplaced.length} request(s) waiting for queue-mode devices`);
+    }
+    if (this.started && this.running) this.settleRestored();
+  }
+
+  /**
+   * Restored entries that cannot wait here: expired ones fail ('mailbox-error'); those for a device registered
+   * elsewhere go out now (in a cluster, request() forwards them to the instance holding the device).
+   */
+  private settleRestored(): void {
+    for (const entry of this.expiredEntries.splice(0)) this.emitMailboxError(entry, this.queue.expiredError(entry));
+    for (const entry of this.unplaced.splice(0)) this.runMailboxEntry(entry);
+  }
+
+  /** The descriptor of a request about to wait in a mailbox. */
+  private mailboxEntry(req: Lwm2mRequest, waitMs: number, now: number): MailboxEntry {
+    return {
+      id: `${now.toString(36)}-${randomBytes(6).toString('hex')}`,
+      endpoint: req.endpoint,
+      operation: req.operation,
+      path: Array.isArray(req.path) ? [...req.path] : req.path,
+      payload: req.payload,
+      format: req.format,
+      timeout: req.timeout,
+      deadline: now + waitMs,
+      queuedAt: now,
+      owner: req.owner,
+      msg: req.msg ? mailboxMsg(req.msg, req.payload) : undefined,
+    };
+  }
+
+  /** A restored mailbox entry's device woke up: send it; the outcome is an event (there is no caller any more). */
+  private runMailboxEntry(entry: MailboxEntry): void {
+    const timeout = entry.timeout !== undefined ? Math.max(1, entry.deadline - Date.now()) : undefined;
+    const req: Lwm2mRequest = {
+      endpoint: entry.endpoint, operation: entry.operation, path: entry.path, payload: entry.payload, format: entry.format, timeout, owner: entry.owner,
+    };
+    this.request(req).then(
+      (result) => {
+        try {
+          this.emit('mailbox-result', result, mailboxView(entry));
+        } catch (err) {
+          this.opts.log?.('warn', `mailbox-result handler failed: ${(err as Error).message}`);
+        }
+      },
+      (err: Error) => this.emitMailboxError(entry, err),
+    );
+  }
+
+  private emitMailboxError(entry: MailboxEntry, err: Error): void {
+    const error = err instanceof Lwm2mRequestError
+      ? err
+      : new Lwm2mRequestError(`${entry.operation} ${String(entry.path)}: ${err.message}`, err instanceof MailboxTimeoutError ? 'asleep' : 'closed');
+    try {
+      if (this.listenerCount('mailbox-error') > 0) this.emit('mailbox-error', error, mailboxView(entry));
+      else this.opts.log?.('warn', `queued request for "${entry.endpoint}" failed: ${error.message}`);
+    } catch (e) {
+      this.opts.log?.('warn', `mailbox-error handler failed: ${(e as Error).message}`);
+    }
   }
 
   private plainChannelOf(endpoint: string): Channel | undefined {
@@ -477,10 +600,18 @@ export class Lwm2mServer extends EventEmitter {
     this.deliverNotification(obs, op, msg, {} as Lwm2mRequest);
   }
 
-  /** Closes sockets, sessions and timers. Safe to call more than once. `notify: false` leaves DTLS peers unaware. */
+  /**
+   * Closes sockets, sessions and timers. Safe to call more than once. `notify: false` leaves DTLS peers unaware (and
+   * requests waiting in mailboxes waiting, for an in-process successor). A later stop() of a detached instance that
+   * no successor took over ends those waiting callers with a 'closed' error.
+   */
   async stop(opts: { notify?: boolean } = {}): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped) {
+      if (opts.notify !== false && !this.successor) this.queue.close();
+      return;
+    }
     this.stopped = true;
+    this.running = false;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     // cluster: a closing instance hands its devices (DTLS sessions included) over through the shared store
@@ -489,9 +620,14 @@ export class Lwm2mServer extends EventEmitter {
       // Hand-over: waiting requests stay queued (they move to the successor); observations stay on the devices.
       this.observations.clear();
     } else {
-      this.queue.close();
+      this.queue.close(
+        'the LwM2M server is closed',
+        handedOver ? 'the LwM2M server is closed; the request was handed over to the instance that takes the device over' : undefined,
+      );
       this.observations.clear();
     }
+    this.expiredEntries.length = 0;
+    this.unplaced.length = 0;
     this.coap.close();
     this.pool.closeAll();
     this.dtls.close({ notify: opts.notify !== false && !handedOver });
@@ -750,7 +886,8 @@ export class Lwm2mServer extends EventEmitter {
       const waitMs = req.timeout ?? 300000;
       const t0 = Date.now();
       try {
-        await this.queue.whenAwake(reg.endpoint, waitMs);
+        // Requests forwarded by another instance are not kept across restarts: their sender retries them.
+        await this.queue.whenAwake(reg.endpoint, waitMs, via.forwarded ? undefined : this.mailboxEntry(req, waitMs, t0));
       } catch (err) {
         const kind = err instanceof MailboxTimeoutError ? 'asleep' : 'closed';
         throw new Lwm2mRequestError(`${op.operation} ${op.pathString}: ${(err as Error).message}`, kind);
@@ -935,6 +1072,44 @@ export function registrationInfo(reg: Registration): RegistrationInfo {
     binding: reg.binding, queueMode: reg.queueMode, objects: [...reg.objects], address: reg.address, port: reg.port,
     secure: reg.secure, identity: reg.identity, registeredAt: reg.registeredAt, lastSeen: reg.lastSeen,
   };
+}
+
+/**
+ * A JSON-safe copy of a flow message for a mailbox entry, best effort: properties that do not serialise (or are
+ * objects of other classes, such as HTTP request/response objects) are left out, `payload` too when it is the
+ * request's own payload (the entry keeps that), and the copy stays within MAILBOX_MSG_LIMIT.
+ */
+function mailboxMsg(msg: object, requestPayload: unknown): Record<string, unknown> | undefined {
+  const src = msg as Record<string, unknown>;
+  const keys = Object.keys(src);
+  const ordered = [...MAILBOX_MSG_FIRST.filter((k) => keys.includes(k)), ...keys.filter((k) => !MAILBOX_MSG_FIRST.includes(k))];
+  const out: Record<string, unknown> = {};
+  let size = 2;
+  for (const k of ordered) {
+    const v = src[k];
+    if (k === 'payload' && v === requestPayload) continue;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)) {
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) continue;
+    }
+    let plain: unknown;
+    try {
+      plain = toJsonSafe(v);
+    } catch {
+      continue;
+    }
+    if (plain === undefined) continue;
+    const len = JSON.stringify(plain).length + JSON.stringify(k).length + 2;
+    if (size + len > MAILBOX_MSG_LIMIT) continue;
+    size += len;
+    out[k] = plain;
+  }
+  return out;
+}
+
+/** A mailbox entry as the 'mailbox-result' / 'mailbox-error' events carry it: `msg` decoded again. */
+function mailboxView(entry: MailboxEntry): MailboxEntry {
+  return { ...entry, msg: entry.msg ? (fromJsonSafe(entry.msg) as Record<string, unknown>) : undefined };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -1,16 +1,17 @@
 /**
  * JSON for messages between server instances: Buffers (and other byte arrays) and Dates survive the round trip.
- * A Buffer becomes `{ "$t": "buf", "v": "<base64>" }`, a Date `{ "$t": "date", "v": <ms since the epoch> }`;
+ * A Buffer becomes `{ "$t": "buf", "v": "<base64>" }`, a Date `{ "$t": "date", "v": <ms since the epoch> }`, a bigint
+ * `{ "$t": "big", "v": "<decimal>" }`;
  * a plain object that itself has a `$t` key is wrapped as `{ "$t": "obj", "v": { … } }` so it is never mistaken
  * for a tag. `undefined` object members are left out (as JSON does); functions are dropped.
  */
-type Tagged = { $t: 'buf'; v: string } | { $t: 'date'; v: number } | { $t: 'obj'; v: Record<string, unknown> };
+type Tagged = { $t: 'buf'; v: string } | { $t: 'date'; v: number } | { $t: 'big'; v: string } | { $t: 'obj'; v: Record<string, unknown> };
 
 function toPlain(value: unknown, depth: number): unknown {
   if (depth > 64) throw new TypeError('value nested too deeply to send to another instance');
   if (value === null || typeof value !== 'object') {
     if (typeof value === 'function' || typeof value === 'symbol') return undefined;
-    if (typeof value === 'bigint') return Number(value);
+    if (typeof value === 'bigint') return { $t: 'big', v: value.toString() } satisfies Tagged;
     return value;
   }
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
@@ -36,6 +37,7 @@ function fromPlain(value: unknown): unknown {
   if (typeof o.$t === 'string' && Object.keys(o).length === 2 && 'v' in o) {
     if (o.$t === 'buf' && typeof o.v === 'string') return Buffer.from(o.v, 'base64');
     if (o.$t === 'date' && typeof o.v === 'number') return new Date(o.v);
+    if (o.$t === 'big' && typeof o.v === 'string' && /^-?\d+$/.test(o.v)) return BigInt(o.v);
     if (o.$t === 'obj' && o.v !== null && typeof o.v === 'object' && !Array.isArray(o.v)) {
       const inner: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(o.v as Record<string, unknown>)) inner[k] = fromPlain(v);
@@ -50,6 +52,16 @@ function fromPlain(value: unknown): unknown {
 /** JSON text of `value`, with Buffers and Dates tagged. */
 export function encodeJson(value: unknown): string {
   return JSON.stringify(toPlain(value, 0));
+}
+
+/** A JSON-safe copy of `value` (what encodeJson() serialises): Buffers, Dates and bigints tagged, functions dropped. */
+export function toJsonSafe(value: unknown): unknown {
+  return toPlain(value, 0);
+}
+
+/** The value a toJsonSafe() copy stands for. */
+export function fromJsonSafe(value: unknown): unknown {
+  return fromPlain(value);
 }
 
 /** The value of encodeJson() text; throws SyntaxError on text that is not JSON. */

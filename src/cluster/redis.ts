@@ -433,7 +433,8 @@ export class RedisClusterStore extends EventEmitter implements ClusterStore {
   private send(to: string, req: Lwm2mRequest, deadline: number): Promise<Lwm2mResult> {
     const id = randomBytes(8).toString('hex');
     const observing = req.operation === 'observe' || req.operation === 'observe-composite';
-    const { onNotify, onObserveEnd, ...plain } = req;
+    // The flow message stays here: the owner does not keep forwarded requests across restarts.
+    const { onNotify, onObserveEnd, msg: _msg, ...plain } = req;
     if (observing) {
       this.observers.set(id, { onNotify, onObserveEnd, owner: req.owner });
       plain.owner = `cluster:${this.instanceId}:${id}:${req.owner ?? ''}`;

@@ -191,8 +191,11 @@ export interface CoapEndpointStats {
 
 interface DedupEntry {
   expiresAt: number;
-  /** What was sent for it (ACK, piggybacked response, RST); resent for a duplicate CON. */
-  reply?: Buffer;
+  /**
+   * What was sent for it (ACK, piggybacked response, RST), resent for a duplicate CON. Kept as a latin1 string (one
+   * small heap string instead of a Buffer with its own ArrayBuffer and backing store, for EXCHANGE_LIFETIME).
+   */
+  reply?: string;
 }
 
 interface Exchange {
@@ -956,7 +959,7 @@ export class CoapEndpoint {
     const reject = (why: string): void => {
       this.log('trace', `coap ${channel.key} rejecting ${msg.type} response mid=${msg.messageId}: ${why}`);
       const rst = emptyMessage('RST', msg.messageId);
-      if (entry) entry.reply = rst;
+      if (entry) entry.reply = rst.toString('latin1');
       this.stats.resetsSent++;
       this.sendRaw(channel, rst);
     };
@@ -975,7 +978,7 @@ export class CoapEndpoint {
     }
     if (msg.type === 'CON') {
       const ack = emptyMessage('ACK', msg.messageId);
-      if (entry) entry.reply = ack;
+      if (entry) entry.reply = ack.toString('latin1');
       this.sendRaw(channel, ack);
     }
     this.stopTransmitting(ex);
@@ -1087,7 +1090,7 @@ export class CoapEndpoint {
       if (this.closed || this.channels.get(state.key) !== state) return; // forgotten meanwhile
       const shaped = direct ? res : this.blockwiseResponse(state, msg, key, res, block2, block1Echo);
       const bytes = this.encodeResponse(state, msg, shaped);
-      if (entry) entry.reply = bytes;
+      if (entry) entry.reply = bytes.toString('latin1');
       this.sendRaw(state.channel, bytes, true);
     };
 
@@ -1383,7 +1386,7 @@ export class CoapEndpoint {
     }
     this.stats.duplicates++;
     this.log('trace', `coap ${channel.key} duplicate ${msg.type} mid=${msg.messageId}${entry.reply ? ', replying again' : ''}`);
-    if (msg.type === 'CON' && entry.reply) this.sendRaw(channel, entry.reply);
+    if (msg.type === 'CON' && entry.reply) this.sendRaw(channel, Buffer.from(entry.reply, 'latin1'));
     return true;
   }
 

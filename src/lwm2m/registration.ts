@@ -154,9 +154,11 @@ export class RegistrationInterface {
     const secRefusal = this.checkSecurity(endpoint, channel);
     if (secRefusal) return secRefusal;
 
-    const lwm2mVersion = q.get('lwm2m') ?? '1.0';
-    if (!SUPPORTED_VERSIONS.includes(lwm2mVersion)) {
-      return this.refuse('4.12', `unsupported LwM2M version "${lwm2mVersion}" (supported: ${SUPPORTED_VERSIONS.join(', ')})`, channel);
+    const asked = q.get('lwm2m') ?? '1.0';
+    // The shared constant, not the copy from the query (kept for the registration's lifetime).
+    const lwm2mVersion = SUPPORTED_VERSIONS.find((v) => v === asked);
+    if (lwm2mVersion === undefined) {
+      return this.refuse('4.12', `unsupported LwM2M version "${asked}" (supported: ${SUPPORTED_VERSIONS.join(', ')})`, channel);
     }
     const lifetime = this.parseLifetime(q.get('lt'));
     if (typeof lifetime === 'string') return this.refuse('4.00', lifetime, channel);

@@ -3,11 +3,19 @@ import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow, NodeStatus } from 'node-red';
 import type { LogFn } from '../channel';
 import { certificateConfig, parsePskTable } from '../lwm2m/security';
-import { Lwm2mRequestError, Lwm2mServer, type Lwm2mNotification, type Lwm2mServerState, type RegistrationInfo } from '../server';
+import {
+  Lwm2mRequestError, Lwm2mServer, type Lwm2mNotification, type Lwm2mResult, type Lwm2mServerState, type MailboxEntry, type RegistrationInfo,
+} from '../server';
 import { EVENT_TYPES, globToRegExp } from './util';
 import { registerAdmin } from './admin';
 import { RedisClusterStore } from '../cluster/redis';
 import { FileStateStore, StateSaver, withoutSessions, type StateFileInfo } from '../persist';
+
+/** Most mailbox outcomes kept for request nodes that are not (yet) there, e.g. while a flow starts. */
+const MAILBOX_PENDING_MAX = 1000;
+
+/** The outcome of a request that waited in a mailbox across a restart or hand-over (no caller promise any more). */
+type MailboxOutcome = { entry: MailboxEntry; result: Lwm2mResult; error?: undefined } | { entry: MailboxEntry; result?: undefined; error: Error };
 
 /** Seconds between saves of a running server's state (when it changed). */
 const PERSIST_INTERVAL_MS = 10000;
@@ -64,6 +72,12 @@ interface ServerNode extends Node<ServerCredentials> {
    * redeployed with the same id takes its observations over; a removed node cancels them.
    */
   notifyTargets: Map<string, (n: Lwm2mNotification) => void>;
+  /**
+   * Where results of mailbox entries restored after a restart or hand-over go, by the id of the lwm2m-request node
+   * that sent the request. Outcomes for a node not (yet) there wait in a bounded list until it registers.
+   */
+  mailboxTargets: Map<string, (o: MailboxOutcome) => void>;
+  setMailboxTarget(id: string, fn: (o: MailboxOutcome) => void): void;
 }
 
 interface RequestDef extends NodeDef {
@@ -93,6 +107,7 @@ type Lwm2mMsg = NodeMessageInFlow & {
   lwm2m?: unknown;
   location?: string;
   observe?: number;
+  mailbox?: { queuedAt: number; deliveredAt: number };
 };
 
 function num(value: unknown, fallback: number): number {
@@ -116,6 +131,28 @@ export = function register(RED: NodeAPI): void {
     const node = this as ServerNode;
     node.users = {};
     node.notifyTargets = new Map();
+    node.mailboxTargets = new Map();
+    const mailboxPending: MailboxOutcome[] = [];
+    const routeMailbox = (o: MailboxOutcome): void => {
+      const target = o.entry.owner !== undefined ? node.mailboxTargets.get(o.entry.owner) : undefined;
+      if (target) {
+        target(o);
+        return;
+      }
+      if (o.entry.owner === undefined) return;
+      mailboxPending.push(o);
+      if (mailboxPending.length > MAILBOX_PENDING_MAX) {
+        const dropped = mailboxPending.shift();
+        node.warn(`result of a queued ${dropped?.entry.operation} for "${dropped?.entry.endpoint}" dropped: no lwm2m-request node with id ${dropped?.entry.owner}`);
+      }
+    };
+    node.setMailboxTarget = (id, fn) => {
+      node.mailboxTargets.set(id, fn);
+      for (let i = 0; i < mailboxPending.length; ) {
+        if (mailboxPending[i].entry.owner === id) fn(mailboxPending.splice(i, 1)[0]);
+        else i += 1;
+      }
+    };
     let status: NodeStatus = { fill: 'yellow', shape: 'ring', text: 'starting' };
     const setStatus = (s: NodeStatus): void => {
       status = s;
@@ -186,6 +223,8 @@ export = function register(RED: NodeAPI): void {
     node.lwm2m.on('notification', (n: Lwm2mNotification, owner?: string) => {
       if (owner) node.notifyTargets.get(owner)?.(n);
     });
+    node.lwm2m.on('mailbox-result', (result: Lwm2mResult, entry: MailboxEntry) => routeMailbox({ entry, result }));
+    node.lwm2m.on('mailbox-error', (error: Error, entry: MailboxEntry) => routeMailbox({ entry, error }));
 
     // Persistence in a file: on unless the flow says false (new config nodes default to on), and only without a
     // shared store (with `store` set, the store holds the fleet and the file is not used).
@@ -267,6 +306,7 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (removed: boolean, done: () => void) => {
       closing = true;
       saver?.close();
+      mailboxPending.length = 0;
       // Wait for a start still reading the saved state, so nothing binds after the close.
       const closed = node.ready.catch(() => undefined).then(async () => {
         if (removed) {
@@ -306,9 +346,34 @@ export = function register(RED: NodeAPI): void {
     const notify = (n: Lwm2mNotification): void => {
       node.send({ topic: n.path, endpoint: n.endpoint, operation: n.operation, payload: n.payload, code: n.code, format: n.format, observe: n.observe } as NodeMessage);
     };
+    /** Sets the answer's fields on the msg (SPEC msg contract). */
+    const applyResult = (msg: Lwm2mMsg, res: Lwm2mResult): void => {
+      msg.payload = res.payload;
+      msg.code = res.code;
+      msg.format = res.format;
+      msg.endpoint = res.endpoint;
+      msg.topic = res.path;
+      msg.lwm2m = { rttMs: res.rttMs, secure: res.secure, sessionReused: res.sessionReused, handshakes: res.handshakes, names: res.names };
+      if (res.location !== undefined) msg.location = res.location;
+      if (res.observe !== undefined) msg.observe = res.observe;
+    };
+    // A request that waited in a mailbox across a restart or hand-over: the saved msg comes back with the result.
+    const mailbox = (o: MailboxOutcome): void => {
+      const msg = { ...(o.entry.msg ?? {}) } as Lwm2mMsg;
+      if (!('payload' in msg)) msg.payload = o.entry.payload;
+      msg.mailbox = { queuedAt: o.entry.queuedAt, deliveredAt: Date.now() };
+      if (o.result) {
+        applyResult(msg, o.result);
+        node.send(msg as NodeMessage);
+        return;
+      }
+      if (o.error instanceof Lwm2mRequestError && o.error.code) msg.code = o.error.code;
+      node.error(o.error, msg as NodeMessage);
+    };
     if (server) {
       server.register(node);
       server.notifyTargets.set(node.id, notify);
+      server.setMailboxTarget(node.id, mailbox);
     }
     node.on('input', (m: NodeMessageInFlow, send: (msg: NodeMessage) => void, done: (err?: Error) => void) => {
       const msg = m as Lwm2mMsg;
@@ -329,20 +394,13 @@ export = function register(RED: NodeAPI): void {
       server.ready
         .then(() =>
           server.lwm2m.request({
-            endpoint, operation, path, payload: msg.payload, format, timeout, owner: node.id,
+            endpoint, operation, path, payload: msg.payload, format, timeout, owner: node.id, msg,
             onObserveEnd: (reason) => node.status({ fill: 'grey', shape: 'ring', text: `observation ended: ${reason}` }),
           }),
         )
         .then(
           (res) => {
-            msg.payload = res.payload;
-            msg.code = res.code;
-            msg.format = res.format;
-            msg.endpoint = res.endpoint;
-            msg.topic = res.path;
-            msg.lwm2m = { rttMs: res.rttMs, secure: res.secure, sessionReused: res.sessionReused, handshakes: res.handshakes, names: res.names };
-            if (res.location !== undefined) msg.location = res.location;
-            if (res.observe !== undefined) msg.observe = res.observe;
+            applyResult(msg, res);
             send(msg);
             done();
           },
@@ -360,6 +418,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       if (server.notifyTargets.get(node.id) === notify) server.notifyTargets.delete(node.id);
+      if (server.mailboxTargets.get(node.id) === mailbox) server.mailboxTargets.delete(node.id);
       if (removed) server.lwm2m.cancelObservationsOf(node.id);
       server.deregister(node, done);
     });

@@ -1,0 +1,56 @@
+'use strict';
+/**
+ * `node bench/reads.js [devices] [seconds]`: pooled reads only (a quicker loop than the full run). Registers the fleet
+ * against a fresh server, then runs closed-loop reads (BENCH_WINDOW, default 64) `BENCH_ROUNDS` times (default 3) and
+ * prints reads/s, server CPU µs per read and p50/p99 of each round. BENCH_PROFILE=1 runs the server under
+ * `node --cpu-prof` and prints the top of the read-window profile. Uses the built dist/ (or BENCH_ROOT).
+ */
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnChild } = require('./lib/child');
+const { analyseProfile } = require('./lib/profile');
+
+const N = Number(process.argv[2] || 1000);
+const SECONDS = Number(process.argv[3] || 4);
+const WINDOW = Number(process.env.BENCH_WINDOW || 64);
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
+const PROFILE = process.env.BENCH_PROFILE === '1';
+const HOST = '127.0.0.1';
+
+async function main() {
+  const dir = PROFILE ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-reads-')) : undefined;
+  const execArgv = ['--expose-gc', ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] : [])];
+  const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv, name: 'server' });
+  const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}` }));
+  const windows = [];
+  try {
+    const { port } = await server.call('start', { pskFrom: 0, pskCount: N, hsFrom: 1_000_000, hsCount: 1 });
+    const half = Math.ceil(N / 2);
+    await Promise.all(fleets.map((f, i) => f.call('register', { host: HOST, port, bind: HOST, from: i * half, count: Math.min(half, N - i * half), concurrency: 32 })));
+    const { count } = await server.call('registered');
+    for (let r = 0; r < ROUNDS; r++) {
+      const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500 });
+      windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));
+      console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), ` +
+        `p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}, load ${os.loadavg()[0].toFixed(2)}`);
+    }
+  } finally {
+    await Promise.all([server, ...fleets].map((c) => c.exit()));
+  }
+  if (dir) {
+    const file = fs.readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    const root = process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..');
+    const a = analyseProfile(path.join(dir, file), [windows[0][0], windows[windows.length - 1][1]], path.join(root, 'dist', 'index.js'), Number(process.env.BENCH_TOP || 30));
+    console.log(`profile (${a.samples} samples): self`);
+    for (const f of a.topSelf) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`);
+    console.log('inclusive (project)');
+    for (const f of a.topTotal) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
