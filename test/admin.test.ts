@@ -3,8 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import helper from 'node-red-node-test-helper';
 import { SimulatedDevice } from '../src/sim/device';
-import { freeUdpPort, waitFor } from './support/ports';
-import { freeTcpPort, linkPackage, startNodeRed, tempDir, writeSettings, type RedProcess } from './support/browser-red';
+import { freeTcpPort, freeUdpPort, waitFor } from './support/ports';
+import { type FlowNode, SERVER_DEFAULTS, requestNode, serverNode, tabNode, useNodeRedHelper } from './support/flows';
+import { linkPackage, startNodeRed, tempDir, writeSettings, type RedProcess } from './support/browser-red';
 
 // The built runtime file, exactly what Node-RED loads (npm test builds first).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -17,11 +18,11 @@ helper.init(require.resolve('node-red'));
 const KEY = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
 const CREDS = { psk: JSON.stringify([{ endpoint: 'adm-dev', identity: 'adm-dev-id', key: KEY.toString('hex') }]) };
 
-function flow(coapsPort: number): Array<Record<string, unknown>> {
+function flow(coapsPort: number): FlowNode[] {
   return [
-    { id: 'tab', type: 'tab', label: 'lwm2m' },
-    { id: 'srv', type: 'lwm2m-server', z: '', name: 'admin test', bind: '127.0.0.1', coapPort: 0, coapsPort, allowNoSec: false, poolMode: 'inbound', idleTimeout: 300, maxSessions: 100, minLifetime: 1, maxLifetime: 86400 },
-    { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: 'read', endpoint: '', path: '', format: 'auto', timeout: '', wires: [] },
+    tabNode(),
+    serverNode('srv', { name: 'admin test', ...SERVER_DEFAULTS, coapPort: 0, coapsPort, allowNoSec: false }),
+    requestNode('req', 'srv', undefined),
   ];
 }
 
@@ -29,12 +30,9 @@ interface Device { endpoint: string; address: string; port: number; secure: bool
 
 describe('admin HTTP endpoints', function () {
   let device: SimulatedDevice | undefined;
-  before(() => helper.startServer());
-  after(() => helper.stopServer());
-  afterEach(async () => {
+  useNodeRedHelper(async () => {
     await device?.stop();
     device = undefined;
-    await helper.unload();
   });
 
   it('list servers and devices, name objects from the model, read a resource; registry changes go out on comms', async () => {

@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { chromium } from 'playwright-core';
-import { freeUdpPort } from './support/ports';
-import { ROOT, PKG, errorLines, freeTcpPort, linkPackage, startNodeRed, tempDir, writeSettings, type RedProcess } from './support/browser-red';
+import { freeTcpPort, freeUdpPort } from './support/ports';
+import { ROOT, PKG, errorLines, linkPackage, startNodeRed, tempDir, writeSettings, type RedProcess } from './support/browser-red';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');

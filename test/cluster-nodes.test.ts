@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import helper from 'node-red-node-test-helper';
 import { SimulatedDevice } from '../src/sim/device';
 import { freeUdpPort, waitFor } from './support/ports';
+import { catchAllNode, collect, eventsNode, helperNodes, requestNode, serverNode, tabNode } from './support/flows';
 import { startRedisServer, type RedisServer } from './support/redis-server';
 
 // The built runtime file, exactly what Node-RED loads (npm test builds first).
@@ -46,26 +47,20 @@ describe('Node-RED nodes with a shared Redis store', function () {
     const store = `${redis?.url}/0`;
     const common = { bind: '127.0.0.1', coapPort: 0, allowNoSec: false, poolMode: 'inbound', persist: false, store };
     await helper.load([lwm2mNodes, catchNode], [
-      { id: 'tab', type: 'tab', label: 'lwm2m' },
-      { id: 'srvA', type: 'lwm2m-server', z: '', name: 'A', coapsPort: portA, ...common },
+      tabNode(),
+      serverNode('srvA', { name: 'A', coapsPort: portA, ...common }),
       // B has no PSK table: it takes A's from the store.
-      { id: 'srvB', type: 'lwm2m-server', z: '', name: 'B', coapsPort: portB, ...common },
-      { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srvB', operation: 'read', endpoint: '', path: '', format: 'auto', timeout: '', wires: [['out']] },
-      { id: 'evB', type: 'lwm2m-events', z: 'tab', server: 'srvB', events: 'register', endpointFilter: '', wires: [['evOut']] },
-      { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
-      { id: 'out', type: 'helper', z: 'tab' },
-      { id: 'evOut', type: 'helper', z: 'tab' },
-      { id: 'caught', type: 'helper', z: 'tab' },
+      serverNode('srvB', { name: 'B', coapsPort: portB, ...common }),
+      requestNode('req', 'srvB', 'out'),
+      eventsNode('evB', 'srvB', 'register', '', 'evOut'),
+      catchAllNode('catcher', 'caught'),
+      ...helperNodes('out', 'evOut', 'caught'),
     ], { srvA: CREDS });
     const a = helper.getNode('srvA');
     const b = helper.getNode('srvB');
     await a.ready;
     await b.ready;
-    const seen = (id: string): Msg[] => {
-      const list: Msg[] = [];
-      helper.getNode(id).on('input', (m: Msg) => list.push(m));
-      return list;
-    };
+    const seen = (id: string): Msg[] => collect<Msg>(id);
     const out = seen('out');
     const caught = seen('caught');
     const evOut = seen('evOut');

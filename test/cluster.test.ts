@@ -8,8 +8,8 @@ import { createClient } from 'redis';
 import { Lwm2mServer, Lwm2mRequestError, type Lwm2mNotification, type RegistrationInfo } from '../src/server';
 import { RedisClusterStore, decodeJson, encodeJson } from '../src/cluster';
 import { SimulatedDevice, DEFAULT_OBJECTS } from '../src/sim/device';
-import { freeUdpPort, waitFor } from './support/ports';
-import { freeTcpPort, startRedisServer, type RedisServer } from './support/redis-server';
+import { freeTcpPort, freeUdpPort, startUdpFrontDoor, waitFor } from './support/ports';
+import { startRedisServer, type RedisServer } from './support/redis-server';
 
 const KEY_A = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
 const KEY_B = Buffer.from('f0e0d0c0b0a090807060504030201000', 'hex');
@@ -18,30 +18,6 @@ const PSK = [
   { endpoint: 'dev-b', identity: 'id-b', key: KEY_B.toString('hex') },
 ];
 const OBJECTS = { ...DEFAULT_OBJECTS, '/19/0': { 0: [Buffer.from('c0ffee00', 'hex')] } };
-
-/** A UDP front door for one device (what a load balancer is to the instances): forwards to whichever instance is set. */
-async function startFrontDoor(target: number): Promise<{ port: number; target: number; close(): Promise<void> }> {
-  const front = dgram.createSocket('udp4');
-  const back = dgram.createSocket('udp4');
-  let client: { address: string; port: number } | undefined;
-  const door = {
-    port: 0,
-    target,
-    close: async () => {
-      await Promise.all([front, back].map((s) => new Promise<void>((r) => s.close(() => r()))));
-    },
-  };
-  front.on('message', (m, rinfo) => {
-    client = { address: rinfo.address, port: rinfo.port };
-    back.send(m, door.target, '127.0.0.1');
-  });
-  back.on('message', (m) => {
-    if (client) front.send(m, client.port, client.address);
-  });
-  await Promise.all([front, back].map((s) => new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()))));
-  door.port = front.address().port;
-  return door;
-}
 
 describe('Scale-out: two server instances sharing a Redis store', function () {
   this.timeout(20000);
@@ -180,7 +156,7 @@ describe('Scale-out: two server instances sharing a Redis store', function () {
     const a = await newServer(store('a'));
     const storeB = store('b');
     const b = await newServer(storeB);
-    const door = await startFrontDoor(a.ports.coaps);
+    const door = await startUdpFrontDoor(a.ports.coaps);
     closers.push(() => door.close());
     const dev = device('dev-a', door.port);
     await dev.start();
@@ -209,7 +185,7 @@ describe('Scale-out: two server instances sharing a Redis store', function () {
     const a = await newServer(store('a'), PSK, { queueAwakeTime: 0.3 });
     const storeB = store('b');
     const b = await newServer(storeB, PSK, { queueAwakeTime: 0.3 });
-    const door = await startFrontDoor(a.ports.coaps);
+    const door = await startUdpFrontDoor(a.ports.coaps);
     closers.push(() => door.close());
     const dev = device('dev-a', door.port, { queueMode: true });
     const asleep = seen(a, 'sleep');

@@ -27,29 +27,16 @@ import {
 import type { DtlsSession } from '../src/dtls';
 import { nodeClient } from './support/dtls-harness';
 import { startHarness } from './support/dtls-harness';
-import { Proc, RawPeer, UdpTestHost, delay, freePortPair, waitFor } from './support/coap-udp';
-
-const LIBCOAP_SERVER = 'coap-server-openssl';
-const LIBCOAP_CLIENT = 'coap-client-openssl';
-
-async function openEndpoint(opts: Partial<CoapEndpointOptions> = {}): Promise<{
-  ep: CoapEndpoint;
-  host: UdpTestHost;
-  close: () => Promise<void>;
-}> {
-  let ep: CoapEndpoint | undefined;
-  const host = await UdpTestHost.open((ch, data) => ep?.handle(ch, data));
-  ep = new CoapEndpoint({ onRequest: () => ({ code: '4.04' }), ...opts });
-  const e = ep;
-  return {
-    ep: e,
-    host,
-    close: async () => {
-      e.close();
-      await host.close();
-    },
-  };
-}
+import {
+  LIBCOAP_CLIENT,
+  Proc,
+  RawPeer,
+  countTimers,
+  delay,
+  openEndpoint,
+  startLibcoapServer,
+  waitFor,
+} from './support/coap-udp';
 
 /** Block option of a datagram (decoded with coap-packet, independent of our decoder). */
 function blockIn(data: Buffer, name: 'Block1' | 'Block2'): { num: number; more: boolean; szx: number } | undefined {
@@ -66,11 +53,6 @@ function isRequest(data: Buffer): boolean {
   return data[1] >= 1 && data[1] <= 31;
 }
 
-async function countTimers(): Promise<number> {
-  await delay(1);
-  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-}
-
 describe('block-wise against libcoap coap-server', function () {
   this.timeout(30000);
   let server: Proc;
@@ -79,24 +61,7 @@ describe('block-wise against libcoap coap-server', function () {
   let target: Channel;
 
   before(async () => {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      port = await freePortPair();
-      server = Proc.run(LIBCOAP_SERVER, ['-A', '127.0.0.1', '-p', String(port), '-v', '3']);
-      const probe = await RawPeer.open();
-      try {
-        let up = false;
-        for (let i = 0; i < 60 && server.running && !up; i++) {
-          probe.send(Buffer.from([0x40, 0, 0x12, 0x34]), port);
-          await delay(50);
-          up = probe.received.length > 0;
-        }
-        if (up) break;
-      } finally {
-        await probe.close();
-      }
-      await server.stop();
-    }
-    assert.ok(server.running, `libcoap server did not start: ${server.stderr.slice(-500)}`);
+    ({ server, port } = await startLibcoapServer(3));
     env = await openEndpoint({ ackTimeoutMs: 500 });
     target = env.host.channelTo('127.0.0.1', port);
   });

@@ -24,36 +24,16 @@ import {
   normaliseCode,
   szxForSize,
 } from '../src/coap';
-import { Proc, RawPeer, UdpTestHost, delay, freePortPair, waitFor } from './support/coap-udp';
-
-const LIBCOAP_SERVER = 'coap-server-openssl';
-const LIBCOAP_CLIENT = 'coap-client-openssl';
-
-/** Active timers in the process. Called after an await so mocha's own per-test timer is already counted. */
-async function countTimers(): Promise<number> {
-  await delay(1);
-  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-}
-
-/** An endpoint wired to a real UDP socket on 127.0.0.1; everything is closed by `close()`. */
-async function openEndpoint(opts: Partial<CoapEndpointOptions> = {}): Promise<{
-  ep: CoapEndpoint;
-  host: UdpTestHost;
-  close: () => Promise<void>;
-}> {
-  let ep: CoapEndpoint | undefined;
-  const host = await UdpTestHost.open((ch, data) => ep?.handle(ch, data));
-  ep = new CoapEndpoint({ onRequest: () => ({ code: '4.04' }), ...opts });
-  const e = ep;
-  return {
-    ep: e,
-    host,
-    close: async () => {
-      e.close();
-      await host.close();
-    },
-  };
-}
+import {
+  LIBCOAP_CLIENT,
+  Proc,
+  RawPeer,
+  countTimers,
+  delay,
+  openEndpoint,
+  startLibcoapServer,
+  waitFor,
+} from './support/coap-udp';
 
 function parse(data: Buffer): packet.ParsedPacket {
   return packet.parse(data);
@@ -197,25 +177,7 @@ describe('CoapEndpoint against libcoap coap-server', function () {
   let target: Channel;
 
   before(async () => {
-    // Retry a few times in case another process grabs the port between the check and the spawn.
-    for (let attempt = 0; attempt < 5; attempt++) {
-      port = await freePortPair();
-      server = Proc.run(LIBCOAP_SERVER, ['-A', '127.0.0.1', '-p', String(port), '-v', '7']);
-      const probe = await RawPeer.open();
-      try {
-        let up = false;
-        for (let i = 0; i < 60 && server.running && !up; i++) {
-          probe.send(Buffer.from([0x40, 0, 0x12, 0x34]), port); // CoAP ping
-          await delay(50);
-          up = probe.received.some((r) => typeOf(r.data) === 'RST');
-        }
-        if (up) break;
-      } finally {
-        await probe.close();
-      }
-      await server.stop();
-    }
-    assert.ok(server.running, `libcoap server did not start: ${server.stderr.slice(-500)}`);
+    ({ server, port } = await startLibcoapServer(7));
     env = await openEndpoint({ ackTimeoutMs: 500 });
     target = env.host.channelTo('127.0.0.1', port);
   });

@@ -18,25 +18,13 @@ import {
   encodeCompositePaths,
   encodeContent,
 } from '../src/lwm2m/content';
-import { ObjectDef, ObjectModel, ResourceDef } from '../src/lwm2m/model';
+import { ObjectModel } from '../src/lwm2m/model';
 import { parsePath } from '../src/lwm2m/path';
+import { DEVICE_VALUES as DEVICE_VALUES_FULL, hex, isContentError, obj, res } from './support/content-fixtures';
 
 const model = new ObjectModel();
 const P = parsePath;
-const hex = (s: string): Buffer => Buffer.from(s.replace(/#[^\n]*/g, '').replace(/\s+/g, ''), 'hex');
 const text = (s: string): string => Buffer.from(s, 'utf8').toString('hex');
-const isContentError = (re?: RegExp) => (e: unknown): boolean => {
-  assert.ok(e instanceof Lwm2mContentError, `expected Lwm2mContentError, got ${String(e)}`);
-  if (re) assert.match((e as Error).message, re);
-  return true;
-};
-
-function res(id: number, type: ResourceDef['type'], multiple = false): ResourceDef {
-  return { id, name: `R${id}`, operations: 'RW', multiple, mandatory: false, type };
-}
-function obj(id: number, resources: ResourceDef[]): ObjectDef {
-  return { id, name: `O${id}`, version: '1.0', multiple: true, mandatory: false, resources: new Map(resources.map((r) => [r.id, r])) };
-}
 
 /** An Object with one Resource of every type. */
 const TYPES = new ObjectModel([
@@ -114,25 +102,6 @@ const DEVICE_JSON_FULL =
   '{"n":"2","sv":"345000123"},{"n":"3","sv":"1.0"},{"n":"6/0","v":1},{"n":"6/1","v":5},{"n":"7/0","v":3800},' +
   '{"n":"7/1","v":5000},{"n":"8/0","v":125},{"n":"8/1","v":900},{"n":"9","v":100},{"n":"10","v":15},' +
   '{"n":"11/0","v":0},{"n":"13","v":1367491215},{"n":"14","sv":"+02:00"},{"n":"16","sv":"U"}]}';
-
-const DEVICE_VALUES_FULL: Record<string, Lwm2mValue> = {
-  '/3/0/0': 'Open Mobile Alliance',
-  '/3/0/1': 'Lightweight M2M Client',
-  '/3/0/2': '345000123',
-  '/3/0/3': '1.0',
-  '/3/0/6/0': 1,
-  '/3/0/6/1': 5,
-  '/3/0/7/0': 3800,
-  '/3/0/7/1': 5000,
-  '/3/0/8/0': 125,
-  '/3/0/8/1': 900,
-  '/3/0/9': 100,
-  '/3/0/10': 15,
-  '/3/0/11/0': 0,
-  '/3/0/13': new Date(1367491215 * 1000),
-  '/3/0/14': '+02:00',
-  '/3/0/16': 'U',
-};
 
 describe('byte vectors are what their comments say (checked with cbor-x alone)', () => {
   it('SenML CBOR Device read', () => {

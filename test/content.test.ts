@@ -15,24 +15,12 @@ import {
   unwrapSingle,
   writeTlv,
 } from '../src/lwm2m/content';
-import { ObjectDef, ObjectModel, ResourceDef } from '../src/lwm2m/model';
+import { ObjectModel } from '../src/lwm2m/model';
 import { Lwm2mPath, parsePath } from '../src/lwm2m/path';
+import { DEVICE_VALUES, hex, isContentError, obj, res } from './support/content-fixtures';
 
 const model = new ObjectModel();
 const P = parsePath;
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-const isContentError = (re?: RegExp) => (e: unknown): boolean => {
-  assert.ok(e instanceof Lwm2mContentError, `expected Lwm2mContentError, got ${String(e)}`);
-  if (re) assert.match((e as Error).message, re);
-  return true;
-};
-
-function res(id: number, type: ResourceDef['type'], multiple = false): ResourceDef {
-  return { id, name: `R${id}`, operations: 'RW', multiple, mandatory: false, type };
-}
-function obj(id: number, resources: ResourceDef[], multiple = true): ObjectDef {
-  return { id, name: `O${id}`, version: '1.0', multiple, mandatory: false, resources: new Map(resources.map((r) => [r.id, r])) };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Byte vectors from the OMA LwM2M Core TS (TLV examples, §7.4.3 in 1.1 / §6.4.3 in 1.0).
@@ -52,25 +40,6 @@ const DEVICE_TLV = hex(`
   C4 0D 51 82 42 8F
   C6 0E 2B 30 32 3A 30 30
   C1 10 55`);
-
-const DEVICE_VALUES: Record<string, Lwm2mValue> = {
-  '/3/0/0': 'Open Mobile Alliance',
-  '/3/0/1': 'Lightweight M2M Client',
-  '/3/0/2': '345000123',
-  '/3/0/3': '1.0',
-  '/3/0/6/0': 1,
-  '/3/0/6/1': 5,
-  '/3/0/7/0': 3800,
-  '/3/0/7/1': 5000,
-  '/3/0/8/0': 125,
-  '/3/0/8/1': 900,
-  '/3/0/9': 100,
-  '/3/0/10': 15,
-  '/3/0/11/0': 0,
-  '/3/0/13': new Date(1367491215 * 1000),
-  '/3/0/14': '+02:00',
-  '/3/0/16': 'U',
-};
 
 /** Read /2, "Multiple Object Instance Request Example" (Access Control: ACL is a multiple-instance Resource). */
 const ACCESS_CONTROL_TLV = hex(`

@@ -1,52 +1,30 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { X509Certificate, createPublicKey } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import should from 'should';
 import { type DtlsSession, DtlsServer, type HandshakeFailedInfo } from '../src/dtls';
 import { verifyClientChain } from '../src/dtls/certs';
+import { TestPki } from './support/pki';
 import { type Harness, sClient, type SClient, startHarness, waitFor } from './support/dtls-harness';
 
 /** A throw-away PKI made with the openssl command line: CA, intermediate, server, devices. */
-let dir = '';
-const file = (n: string): string => path.join(dir, n);
-const read = (n: string): string => fs.readFileSync(file(n), 'utf8');
-function ossl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-function ecKey(name: string): void {
-  ossl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
-}
-function issue(name: string, cn: string, ca: string, isCa = false): void {
-  ecKey(name);
-  ossl('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-  fs.writeFileSync(file(`${name}.ext`), isCa ? 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n' : 'basicConstraints=CA:FALSE\n');
-  ossl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out',
-    `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
-}
+const pki = new TestPki();
+const { file, read } = pki;
 
 before(function () {
   this.timeout(20000);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dtls-pki-'));
-  for (const ca of ['ca', 'otherca']) {
-    ecKey(ca);
-    ossl('req', '-x509', '-new', '-key', `${ca}.key`, '-out', `${ca}.pem`, '-subj', `/CN=${ca}`, '-days', '3');
-  }
-  issue('server', 'lwm2m-server', 'ca');
-  issue('dev1', 'urn:dev:1', 'ca');
-  issue('inter', 'intermediate', 'ca', true);
-  issue('dev2', 'urn:dev:2', 'inter');
-  issue('rogue', 'urn:dev:1', 'otherca');
-  ecKey('stranger');
-  // libcoap's GnuTLS build reads raw public keys from "EC PRIVATE KEY" PEM files.
-  ossl('ec', '-in', 'dev1.key', '-out', 'dev1-ec.key');
-  ossl('ec', '-in', 'stranger.key', '-out', 'stranger-ec.key');
+  pki.open('dtls-pki-');
+  for (const ca of ['ca', 'otherca']) pki.rootCa(ca);
+  pki.issue('server', 'lwm2m-server', 'ca');
+  pki.issue('dev1', 'urn:dev:1', 'ca');
+  pki.issue('inter', 'intermediate', 'ca', true);
+  pki.issue('dev2', 'urn:dev:2', 'inter');
+  pki.issue('rogue', 'urn:dev:1', 'otherca');
+  pki.ecKey('stranger');
+  pki.ecPrivateKeyPem('dev1');
+  pki.ecPrivateKeyPem('stranger');
 });
 
-after(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => pki.remove());
 
 let harnesses: Harness[] = [];
 let sclients: SClient[] = [];
@@ -57,7 +35,7 @@ afterEach(async () => {
   sclients = [];
 });
 
-const spki = (keyFile: string): Buffer => createPublicKey(read(keyFile)).export({ type: 'spki', format: 'der' });
+const spki = pki.spki;
 
 async function harness(extra: Partial<Parameters<typeof startHarness>[0]> = {}): Promise<Harness & { got: DtlsSession[]; failed: HandshakeFailedInfo[] }> {
   const dev1Spki = spki('dev1.key');

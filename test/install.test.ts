@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, PKG, errorLines, freeTcpPort, startNodeRed, tempDir, writeSettings } from './support/browser-red';
+import { ROOT, PKG, errorLines, startNodeRed, tempDir, writeSettings } from './support/browser-red';
+import { freeTcpPort } from './support/ports';
 
 const NODE22_VERSION = '22.23.3';
 const NODE_RED5_VERSION = '5.0.7';

@@ -4,39 +4,23 @@
  */
 import assert from 'node:assert/strict';
 import helper from 'node-red-node-test-helper';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import type { HandshakeFailedInfo } from '../src/dtls';
 import { SecurityError, SecurityStore } from '../src/lwm2m/security';
 import { Lwm2mServer, type Lwm2mServerOptions, type RegistrationInfo } from '../src/server';
 import { SimulatedDevice } from '../src/sim/device';
 import { freeUdpPort, waitFor } from './support/ports';
+import { TestPki } from './support/pki';
+import { type FlowNode, SERVER_DEFAULTS, serverNode } from './support/flows';
 
 // The built runtime file, exactly what Node-RED loads (npm test builds first).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const lwm2mNodes = require('../nodes/lwm2m.js');
 helper.init(require.resolve('node-red'));
 
-let dir = '';
-const file = (n: string): string => path.join(dir, n);
-const read = (n: string): string => fs.readFileSync(file(n), 'utf8');
-function ossl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-function ecKey(name: string): void {
-  ossl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
-}
-function issue(name: string, cn: string, ca: string): void {
-  ecKey(name);
-  ossl('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-  fs.writeFileSync(file(`${name}.ext`), 'basicConstraints=CA:FALSE\n');
-  ossl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out',
-    `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
-}
-const spkiOf = (keyFile: string): Buffer => createPublicKey(read(keyFile)).export({ type: 'spki', format: 'der' });
+const pki = new TestPki();
+const { file, read, ossl, spki: spkiOf } = pki;
 
 const X509_EP = 'urn:dev:x509-1';
 const RPK_EP = 'urn:dev:rpk-1';
@@ -46,25 +30,19 @@ const PSK_TEXT_KEY = 'secret-key-psk-2';
 
 before(function () {
   this.timeout(20000);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-pki-'));
-  for (const ca of ['ca', 'otherca']) {
-    ecKey(ca);
-    ossl('req', '-x509', '-new', '-key', `${ca}.key`, '-out', `${ca}.pem`, '-subj', `/CN=${ca}`, '-days', '3');
-  }
-  issue('server', 'lwm2m-server', 'ca');
-  issue('dev', X509_EP, 'ca');
-  issue('pskname', 'urn:dev:psk-1', 'ca');
-  issue('rogue', X509_EP, 'otherca');
-  ecKey('rpk');
-  ecKey('stranger');
-  // libcoap's GnuTLS build reads raw public keys from "EC PRIVATE KEY" PEM files.
-  ossl('ec', '-in', 'rpk.key', '-out', 'rpk-ec.key');
-  ossl('ec', '-in', 'stranger.key', '-out', 'stranger-ec.key');
+  pki.open('lwm2m-pki-');
+  for (const ca of ['ca', 'otherca']) pki.rootCa(ca);
+  pki.issue('server', 'lwm2m-server', 'ca');
+  pki.issue('dev', X509_EP, 'ca');
+  pki.issue('pskname', 'urn:dev:psk-1', 'ca');
+  pki.issue('rogue', X509_EP, 'otherca');
+  pki.ecKey('rpk');
+  pki.ecKey('stranger');
+  pki.ecPrivateKeyPem('rpk');
+  pki.ecPrivateKeyPem('stranger');
 });
 
-after(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => pki.remove());
 
 interface Run { code: number | null; out: string; err: string }
 
@@ -304,10 +282,7 @@ describe('lwm2m-server config node with certificate credentials', function () {
   after(() => helper.stopServer());
   afterEach(() => helper.unload());
 
-  const flow = (coapsPort: number): Array<Record<string, unknown>> => [
-    { id: 'srv', type: 'lwm2m-server', z: '', bind: '127.0.0.1', coapPort: 0, coapsPort, allowNoSec: false, poolMode: 'inbound',
-      idleTimeout: 300, maxSessions: 100, minLifetime: 1, maxLifetime: 86400 },
-  ];
+  const flow = (coapsPort: number): FlowNode[] => [serverNode('srv', { ...SERVER_DEFAULTS, coapPort: 0, coapsPort, allowNoSec: false })];
   type ServerNode = { ready: Promise<void>; lwm2m: Lwm2mServer };
   type LogSpy = { getCalls(): Array<{ args: Array<{ level: number; msg: unknown }> }>; ERROR: number; WARN: number };
   const logged = (level: 'ERROR' | 'WARN'): string[] => {

@@ -3,37 +3,14 @@
  * a real redis-server; B re-queues it and delivers the result as a 'mailbox-result' event once the device wakes.
  */
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import { Lwm2mServer, Lwm2mRequestError, type Lwm2mResult, type MailboxEntry } from '../src/server';
 import { RedisClusterStore } from '../src/cluster';
 import { SimulatedDevice } from '../src/sim/device';
-import { freeUdpPort, waitFor } from './support/ports';
+import { freeUdpPort, startUdpFrontDoor, waitFor } from './support/ports';
 import { startRedisServer, type RedisServer } from './support/redis-server';
 
 const KEY = Buffer.from('101112131415161718191a1b1c1d1e1f', 'hex');
 const PSK = [{ endpoint: 'mc-dev', identity: 'mc-dev-id', key: KEY.toString('hex') }];
-
-/** A UDP front door (the load balancer): forwards the device's datagrams to whichever instance is set. */
-async function frontDoor(target: number): Promise<{ port: number; target: number; close(): Promise<void> }> {
-  const front = dgram.createSocket('udp4');
-  const back = dgram.createSocket('udp4');
-  let client: { address: string; port: number } | undefined;
-  const door = {
-    port: 0,
-    target,
-    close: () => Promise.all([front, back].map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
-  };
-  front.on('message', (m, rinfo) => {
-    client = { address: rinfo.address, port: rinfo.port };
-    back.send(m, door.target, '127.0.0.1');
-  });
-  back.on('message', (m) => {
-    if (client) front.send(m, client.port, client.address);
-  });
-  await Promise.all([front, back].map((s) => new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()))));
-  door.port = front.address().port;
-  return door;
-}
 
 describe('Queue-mode mailbox in a Redis hand-over', function () {
   this.timeout(20000);
@@ -54,7 +31,7 @@ describe('Queue-mode mailbox in a Redis hand-over', function () {
     const a = new Lwm2mServer({ ...opts, coapsPort: await freeUdpPort(), cluster: store('a') });
     const storeB = store('b');
     const b = new Lwm2mServer({ ...opts, coapsPort: await freeUdpPort(), cluster: storeB });
-    const door = await frontDoor(0);
+    const door = await startUdpFrontDoor(0);
     const dev = new SimulatedDevice({ endpoint: 'mc-dev', host: '127.0.0.1', port: door.port, queueMode: true, psk: { identity: 'mc-dev-id', key: KEY } });
     try {
       await a.start();

@@ -4,14 +4,13 @@
  * node with the same id after the restart, with the saved msg and the result, once the device talks again.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import helper from 'node-red-node-test-helper';
 import { FileStateStore } from '../src/persist';
 import { SimulatedDevice } from '../src/sim/device';
 import type { Lwm2mServer } from '../src/server';
 import { freeUdpPort, waitFor } from './support/ports';
+import { type FlowNode, SERVER_DEFAULTS, catchAllNode, helperNodes, requestNode, serverNode, tabNode } from './support/flows';
+import { usePersistFixture } from './support/red-persist';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const lwm2mNodes = require('../nodes/lwm2m.js');
@@ -28,17 +27,13 @@ interface Msg {
   mailbox?: { queuedAt: number; deliveredAt: number }; lwm2m?: unknown;
 }
 
-function flow(coapPort: number): Array<Record<string, unknown>> {
+function flow(coapPort: number): FlowNode[] {
   return [
-    { id: 'tab', type: 'tab', label: 'm' },
-    {
-      id: 'srv', type: 'lwm2m-server', z: '', name: 'mailbox', bind: '127.0.0.1', coapPort, coapsPort: 0, allowNoSec: true,
-      poolMode: 'inbound', idleTimeout: 300, maxSessions: 100, minLifetime: 1, maxLifetime: 86400, persist: true, store: '',
-    },
-    { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: '', endpoint: 'mn-dev', path: '', format: 'auto', timeout: '', wires: [['out']] },
-    { id: 'out', type: 'helper', z: 'tab' },
-    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
-    { id: 'caught', type: 'helper', z: 'tab' },
+    tabNode('m'),
+    serverNode('srv', { name: 'mailbox', ...SERVER_DEFAULTS, coapPort, coapsPort: 0, allowNoSec: true, persist: true, store: '' }),
+    requestNode('req', 'srv', 'out', { operation: '', endpoint: 'mn-dev' }),
+    catchAllNode('catcher', 'caught'),
+    ...helperNodes('out', 'caught'),
   ];
 }
 
@@ -50,25 +45,12 @@ function requestErrors(): Array<{ msg: string }> {
 
 describe('Queue-mode mailbox across a Node-RED restart', function () {
   this.timeout(20000);
-  let userDir = '';
   let device: SimulatedDevice | undefined;
-  const file = (): string => path.join(userDir, 'lwm2m-srv.state');
-
-  before(() => helper.startServer());
-  after(() => {
-    helper.settings({});
-    return helper.stopServer();
-  });
-  beforeEach(() => {
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-mailbox-'));
-    helper.settings({ userDir, credentialSecret: SECRET });
-  });
-  afterEach(async () => {
+  const red = usePersistFixture(SECRET, 'lwm2m-mailbox-', async () => {
     await device?.stop();
     device = undefined;
-    await helper.unload();
-    fs.rmSync(userDir, { recursive: true, force: true });
   });
+  const file = red.file;
 
   /** Node-RED stops as on shutdown; the process and its live callers end with it. */
   async function shutdown(): Promise<void> {

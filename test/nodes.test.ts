@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import helper from 'node-red-node-test-helper';
 import { SimulatedDevice } from '../src/sim/device';
 import { freeUdpPort, udpPortIsFree, waitFor } from './support/ports';
+import { type FlowNode, SERVER_DEFAULTS, catchAllNode, collect as collectInputs, eventsNode, helperNodes, requestNode, serverNode, statsNode, tabNode, useNodeRedHelper } from './support/flows';
 
 // The built runtime file, exactly what Node-RED loads (npm test builds first).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -16,35 +17,25 @@ const CREDS = { psk: JSON.stringify([{ endpoint: 'node-dev', identity: 'node-dev
 
 interface Msg { payload?: unknown; topic?: string; endpoint?: string; code?: string; lwm2m?: Record<string, unknown>; error?: { message: string } }
 
-function flow(coapPort: number, coapsPort: number, extra: Record<string, unknown> = {}): Array<Record<string, unknown>> {
+function flow(coapPort: number, coapsPort: number, extra: Record<string, unknown> = {}): FlowNode[] {
   return [
-    { id: 'tab', type: 'tab', label: 'lwm2m' },
-    { id: 'srv', type: 'lwm2m-server', z: '', name: 'test server', bind: '127.0.0.1', coapPort, coapsPort, allowNoSec: false, poolMode: 'inbound', idleTimeout: 300, maxSessions: 100, minLifetime: 1, maxLifetime: 86400, ...extra },
-    { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: 'read', endpoint: '', path: '', format: 'auto', timeout: '', wires: [['out']] },
-    { id: 'ev', type: 'lwm2m-events', z: 'tab', server: 'srv', events: 'register,deregister', endpointFilter: 'node-*', wires: [['evOut']] },
-    { id: 'stats', type: 'lwm2m-stats', z: 'tab', server: 'srv', interval: 0, wires: [['statsOut']] },
-    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
-    { id: 'out', type: 'helper', z: 'tab' },
-    { id: 'evOut', type: 'helper', z: 'tab' },
-    { id: 'statsOut', type: 'helper', z: 'tab' },
-    { id: 'caught', type: 'helper', z: 'tab' },
+    tabNode(),
+    serverNode('srv', { name: 'test server', ...SERVER_DEFAULTS, coapPort, coapsPort, allowNoSec: false, ...extra }),
+    requestNode('req', 'srv', 'out'),
+    eventsNode('ev', 'srv', 'register,deregister', 'node-*', 'evOut'),
+    statsNode('stats', 'srv', 'statsOut'),
+    catchAllNode('catcher', 'caught'),
+    ...helperNodes('out', 'evOut', 'statsOut', 'caught'),
   ];
 }
 
-function collect(id: string): Msg[] {
-  const seen: Msg[] = [];
-  helper.getNode(id).on('input', (m: Msg) => seen.push(m));
-  return seen;
-}
+const collect = (id: string): Msg[] => collectInputs<Msg>(id);
 
 describe('Node-RED nodes', function () {
   let device: SimulatedDevice | undefined;
-  before(() => helper.startServer());
-  after(() => helper.stopServer());
-  afterEach(async () => {
+  useNodeRedHelper(async () => {
     await device?.stop();
     device = undefined;
-    await helper.unload();
   });
 
   it('registers a DTLS device, 100 reads through lwm2m-request, stats show 1 handshake and 100 requests', async () => {

@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import helper from 'node-red-node-test-helper';
 import { FileStateStore } from '../src/persist';
 import { SimulatedDevice } from '../src/sim/device';
 import { freeUdpPort, waitFor } from './support/ports';
+import { type FlowNode, SERVER_DEFAULTS, helperNodes, requestNode, serverNode, tabNode } from './support/flows';
+import { usePersistFixture } from './support/red-persist';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const lwm2mNodes = require('../nodes/lwm2m.js');
@@ -23,17 +23,13 @@ const CREDS = { psk: JSON.stringify([{ endpoint: 'pn-dev', identity: 'pn-dev-id'
 
 interface Msg { payload?: unknown; lwm2m?: { handshakes: number; sessionReused: boolean } }
 
-function flow(coapsPort: number, extra: Record<string, unknown> = {}): Array<Record<string, unknown>> {
+function flow(coapsPort: number, extra: Record<string, unknown> = {}): FlowNode[] {
   return [
-    { id: 'tab', type: 'tab', label: 'p' },
-    {
-      id: 'srv', type: 'lwm2m-server', z: '', name: 'persist', bind: '127.0.0.1', coapPort: 0, coapsPort, allowNoSec: false,
-      poolMode: 'inbound', idleTimeout: 300, maxSessions: 100, minLifetime: 1, maxLifetime: 86400, persist: true, store: '', ...extra,
-    },
-    { id: 'req', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: 'read', endpoint: 'pn-dev', path: '/3/0/0', format: 'auto', timeout: '', wires: [['out']] },
-    { id: 'out', type: 'helper', z: 'tab' },
-    { id: 'obs', type: 'lwm2m-request', z: 'tab', server: 'srv', operation: 'observe', endpoint: 'pn-dev', path: '/3303/0/5700', format: 'auto', timeout: '', wires: [['obsOut']] },
-    { id: 'obsOut', type: 'helper', z: 'tab' },
+    tabNode('p'),
+    serverNode('srv', { name: 'persist', ...SERVER_DEFAULTS, coapPort: 0, coapsPort, allowNoSec: false, persist: true, store: '', ...extra }),
+    requestNode('req', 'srv', 'out', { endpoint: 'pn-dev', path: '/3/0/0' }),
+    requestNode('obs', 'srv', 'obsOut', { operation: 'observe', endpoint: 'pn-dev', path: '/3303/0/5700' }),
+    ...helperNodes('out', 'obsOut'),
   ];
 }
 
@@ -53,27 +49,13 @@ async function readOnce(): Promise<Msg> {
 
 describe('lwm2m-server persistence in Node-RED', function () {
   this.timeout(20000);
-  let userDir = '';
   let device: SimulatedDevice | undefined;
-  const file = (): string => path.join(userDir, 'lwm2m-srv.state');
-  const saved = () => new FileStateStore(file(), SECRET).read();
-
-  before(() => helper.startServer());
-  after(() => {
-    // Later test files get the helper's default settings back.
-    helper.settings({});
-    return helper.stopServer();
-  });
-  beforeEach(() => {
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-pnodes-'));
-    helper.settings({ userDir, credentialSecret: SECRET });
-  });
-  afterEach(async () => {
+  const red = usePersistFixture(SECRET, 'lwm2m-pnodes-', async () => {
     await device?.stop();
     device = undefined;
-    await helper.unload();
-    fs.rmSync(userDir, { recursive: true, force: true });
   });
+  const file = red.file;
+  const saved = () => new FileStateStore(file(), SECRET).read();
 
   it('saves on close and restores on load (observations too); a redeploy hands over in-process and the file never keeps used sessions', async () => {
     const coapsPort = await freeUdpPort();
@@ -129,18 +111,18 @@ describe('lwm2m-server persistence in Node-RED', function () {
     assert.equal(helper.getNode('srv').lwm2m.ports.coaps, coapsPort);
     await waitFor(() => warnings().length > 0, 2000, 'warning');
     assert.match(warnings()[0], /lwm2m-srv\.state is unusable: truncated .*moved to .*lwm2m-srv\.state\.corrupt-/);
-    assert.equal(fs.readdirSync(userDir).filter((n) => n.includes('.corrupt-')).length, 1);
+    assert.equal(fs.readdirSync(red.userDir).filter((n) => n.includes('.corrupt-')).length, 1);
   });
 
   it('without a credential secret nothing is written, with a clear warning', async () => {
-    helper.settings({ userDir, credentialSecret: false });
+    helper.settings({ userDir: red.userDir, credentialSecret: false });
     const coapsPort = await freeUdpPort();
     await helper.load(lwm2mNodes, flow(coapsPort), { srv: CREDS });
     await helper.getNode('srv').ready;
     await waitFor(() => warnings().length > 0, 2000, 'warning');
     assert.match(warnings()[0], /persistence is off: Node-RED has no credential secret/);
     await helper.unload();
-    assert.deepEqual(fs.readdirSync(userDir), []);
+    assert.deepEqual(fs.readdirSync(red.userDir), []);
   });
 
   it('turning persistence off removes the file; removing the node removes it too', async () => {

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FileStateStore } from '../src/persist';
 import { SimulatedDevice } from '../src/sim/device';
-import { errorLines, freeTcpPort, linkPackage, startNodeRed, tempDir, writeSettings, type RedProcess } from './support/browser-red';
-import { freeUdpPort } from './support/ports';
+import { errorLines, linkPackage, startNodeRed, tempDir, writeSettings, type RedProcess } from './support/browser-red';
+import { freeTcpPort, freeUdpPort } from './support/ports';
 
 const SECRET = 'persist-restart-test-secret';
 const DEVICES = {

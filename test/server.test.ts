@@ -27,14 +27,18 @@ function events(server: Lwm2mServer, name: string): RegistrationInfo[] {
   return seen;
 }
 
+/** After each test, stops in order what `take` returns (what the test left running), then calls `reset`. */
+function stopAfterEach(take: () => Array<{ stop(): Promise<void> } | undefined>, reset?: () => void): void {
+  afterEach(async () => {
+    for (const running of take()) await running?.stop();
+    reset?.();
+  });
+}
+
 describe('Lwm2mServer over DTLS (node-dtls-client device)', function () {
   let server: Lwm2mServer;
   let device: SimulatedDevice | undefined;
-  afterEach(async () => {
-    await device?.stop();
-    device = undefined;
-    await server?.stop();
-  });
+  stopAfterEach(() => [device, server], () => (device = undefined));
 
   it('registers a DTLS device and serves 100 reads over one session (1 handshake)', async () => {
     server = await newServer();
@@ -191,11 +195,7 @@ describe('Lwm2mServer over DTLS (node-dtls-client device)', function () {
 describe('Lwm2mServer outbound pool mode', function () {
   let server: Lwm2mServer;
   let device: SimulatedDevice | undefined;
-  afterEach(async () => {
-    await device?.stop();
-    device = undefined;
-    await server?.stop();
-  });
+  stopAfterEach(() => [device, server], () => (device = undefined));
 
   it('dials a device that serves DTLS once, reuses it for 100 reads, closes it on de-register', async () => {
     const devicePort = await freeUdpPort();
@@ -236,7 +236,7 @@ describe('Lwm2mServer outbound pool mode', function () {
 
 describe('Lwm2mServer with libcoap coap-client-openssl', function () {
   let server: Lwm2mServer;
-  afterEach(async () => server?.stop());
+  stopAfterEach(() => [server]);
 
   function coapClient(args: string[]): Promise<{ code: number | null; out: string }> {
     return new Promise((resolve) => {

@@ -3,14 +3,14 @@
 /** A confirmable request got no ACK/response after every transmission, or a request hit its overall timeout. */
 export class CoapTimeoutError extends Error {
   override readonly name = 'CoapTimeoutError';
-  /** How many times the request was put on the wire. */
-  readonly transmissions: number;
-  /** Milliseconds from the first transmission until giving up. */
-  readonly elapsedMs: number;
-  constructor(message: string, transmissions: number, elapsedMs: number) {
+  constructor(
+    message: string,
+    /** How many times the request was put on the wire. */
+    readonly transmissions: number,
+    /** Milliseconds from the first transmission until giving up. */
+    readonly elapsedMs: number,
+  ) {
     super(message);
-    this.transmissions = transmissions;
-    this.elapsedMs = elapsedMs;
   }
 }
 
@@ -22,10 +22,11 @@ export class CoapResetError extends Error {
 /** The channel the request was sent over was forgotten (peer gone, session closed, device de-registered). */
 export class ChannelClosedError extends Error {
   override readonly name = 'ChannelClosedError';
-  readonly channelKey: string;
-  constructor(message: string, channelKey: string) {
+  constructor(
+    message: string,
+    readonly channelKey: string,
+  ) {
     super(message);
-    this.channelKey = channelKey;
   }
 }
 
@@ -55,13 +56,13 @@ export class CoapFormatError extends Error {
  */
 export class CoapBodyTooLargeError extends Error {
   override readonly name = 'CoapBodyTooLargeError';
-  /** The limit in bytes. */
-  readonly limit: number;
-  /** The announced or reached size in bytes. */
-  readonly size: number;
-  constructor(message: string, limit: number, size: number) {
+  constructor(
+    message: string,
+    /** The limit in bytes. */
+    readonly limit: number,
+    /** The announced or reached size in bytes. */
+    readonly size: number,
+  ) {
     super(message);
-    this.limit = limit;
-    this.size = size;
   }
 }

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
+import { freeTcpPort } from './ports';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -13,15 +13,6 @@ export const PKG = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), '
   name: string; version: string; dependencies?: Record<string, string>; devDependencies?: Record<string, string>;
   engines?: { node?: string }; 'node-red'?: { version?: string; nodes?: Record<string, string> };
 };
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export async function freeTcpPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -3,6 +3,10 @@ import { ChildProcess, spawn } from 'child_process';
 import * as dgram from 'dgram';
 import * as net from 'net';
 import type { Channel } from '../../src/channel';
+import { CoapEndpoint, CoapEndpointOptions } from '../../src/coap';
+
+export const LIBCOAP_SERVER = 'coap-server-openssl';
+export const LIBCOAP_CLIENT = 'coap-client-openssl';
 
 /** A UDP socket on 127.0.0.1 that turns each datagram into (channel, bytes). */
 export class UdpTestHost {
@@ -183,4 +187,61 @@ export class Proc {
     clearTimeout(timer);
     return code;
   }
+}
+
+/** A CoapEndpoint wired to a UdpTestHost; close() closes both. */
+export interface UdpEndpoint {
+  ep: CoapEndpoint;
+  host: UdpTestHost;
+  close: () => Promise<void>;
+}
+
+/** An endpoint on a real UDP socket on 127.0.0.1 (requests without a handler answer 4.04). */
+export async function openEndpoint(opts: Partial<CoapEndpointOptions> = {}): Promise<UdpEndpoint> {
+  let ep: CoapEndpoint | undefined;
+  const host = await UdpTestHost.open((ch, data) => ep?.handle(ch, data));
+  ep = new CoapEndpoint({ onRequest: () => ({ code: '4.04' }), ...opts });
+  const e = ep;
+  return {
+    ep: e,
+    host,
+    close: async () => {
+      e.close();
+      await host.close();
+    },
+  };
+}
+
+/** Active timers in the process. Called after an await so mocha's own per-test timer is already counted. */
+export async function countTimers(): Promise<number> {
+  await delay(1);
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
+/**
+ * Starts libcoap's coap-server on a free port pair and waits until it answers a CoAP ping with RST.
+ * Retries a few times in case another process grabs the port between the check and the spawn.
+ */
+export async function startLibcoapServer(verbosity: number): Promise<{ server: Proc; port: number }> {
+  let server: Proc | undefined;
+  let port = 0;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    port = await freePortPair();
+    server = Proc.run(LIBCOAP_SERVER, ['-A', '127.0.0.1', '-p', String(port), '-v', String(verbosity)]);
+    const probe = await RawPeer.open();
+    try {
+      let up = false;
+      for (let i = 0; i < 60 && server.running && !up; i++) {
+        probe.send(Buffer.from([0x40, 0, 0x12, 0x34]), port); // CoAP ping
+        await delay(50);
+        up = probe.received.some((r) => ((r.data[0] >> 4) & 3) === 3); // RST
+      }
+      if (up) break;
+    } finally {
+      await probe.close();
+    }
+    await server.stop();
+  }
+  if (!server?.running) throw new Error(`libcoap server did not start: ${server?.stderr.slice(-500)}`);
+  return { server, port };
 }

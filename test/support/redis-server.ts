@@ -1,19 +1,12 @@
 /** A throw-away redis-server on a free loopback port (no persistence), for the scale-out tests. */
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
+import { freeTcpPort } from './ports';
 
 export interface RedisServer {
   url: string;
   port: number;
   stop(): Promise<void>;
-}
-
-export async function freeTcpPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 export async function startRedisServer(): Promise<RedisServer> {

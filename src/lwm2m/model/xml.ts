@@ -24,6 +24,11 @@ const MAX_INPUT = 8 * 1024 * 1024;
 const MAX_DEPTH = 64;
 const NAME_RE = /[A-Za-z_:][-A-Za-z0-9_:.]*/y;
 const PREDEFINED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+/** Markup skipped wherever it stands: [opening, closing, what it is]. */
+const SKIPPED_MARKUP = [
+  ['<!--', '-->', 'comment'],
+  ['<?', '?>', 'processing instruction'],
+] as const;
 
 /** Parses an XML document and returns its root element. */
 export function parseXml(input: string): XmlElement {
@@ -72,18 +77,22 @@ export function parseXml(input: string): XmlElement {
       return fail(`unsupported character reference '${whole}'`, at);
     });
   /** Skips comments, processing instructions, DOCTYPE and white space between markup. */
+  /** Skips one comment or processing instruction at `pos`; false when there is none. */
+  const skipCommentOrPi = (): boolean => {
+    for (const [open, close, what] of SKIPPED_MARKUP) {
+      if (!src.startsWith(open, pos)) continue;
+      const end = src.indexOf(close, pos + open.length);
+      if (end < 0) fail(`unterminated ${what}`);
+      pos = end + close.length;
+      return true;
+    }
+    return false;
+  };
   const skipMisc = (allowDoctype: boolean): void => {
     for (;;) {
       skipSpace();
-      if (src.startsWith('<!--', pos)) {
-        const end = src.indexOf('-->', pos + 4);
-        if (end < 0) fail('unterminated comment');
-        pos = end + 3;
-      } else if (src.startsWith('<?', pos)) {
-        const end = src.indexOf('?>', pos + 2);
-        if (end < 0) fail('unterminated processing instruction');
-        pos = end + 2;
-      } else if (allowDoctype && src.startsWith('<!DOCTYPE', pos)) {
+      if (skipCommentOrPi()) continue;
+      if (allowDoctype && src.startsWith('<!DOCTYPE', pos)) {
         const end = src.indexOf('>', pos);
         if (end < 0) fail('unterminated DOCTYPE');
         if (src.slice(pos, end).includes('[')) fail('DOCTYPE with an internal subset is not supported');
@@ -148,14 +157,8 @@ export function parseXml(input: string): XmlElement {
         if (end < 0) fail('unterminated CDATA section');
         text += src.slice(pos + 9, end);
         pos = end + 3;
-      } else if (src.startsWith('<!--', pos)) {
-        const end = src.indexOf('-->', pos + 4);
-        if (end < 0) fail('unterminated comment');
-        pos = end + 3;
-      } else if (src.startsWith('<?', pos)) {
-        const end = src.indexOf('?>', pos + 2);
-        if (end < 0) fail('unterminated processing instruction');
-        pos = end + 2;
+      } else if (skipCommentOrPi()) {
+        // Not content.
       } else if (src.startsWith('<!', pos)) {
         fail('unsupported markup declaration');
       } else {
