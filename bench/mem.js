@@ -4,7 +4,7 @@
  * Registers the fleet against a fresh server, prints RSS and heap per device after a full GC and the heap added per
  * device by constructor (V8 heap snapshots before and after). Uses the built dist/ (or BENCH_ROOT).
  * Environment: BENCH_FLEET_PROCS (default 2), BENCH_HEAP=0 (skip the snapshots), BENCH_TOP (rows, default 25),
- * BENCH_KEEP=1 (keep the snapshots, e.g. for bench/lib/heap.js --retainers).
+ * BENCH_KEEP=1 (keep the snapshots, e.g. to open them in Chrome DevTools).
  */
 const fs = require('node:fs');
 const os = require('node:os');

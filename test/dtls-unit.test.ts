@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import should from 'should';
@@ -35,6 +36,17 @@ describe('DTLS building blocks', () => {
   });
 
   describe('replay window', () => {
+    it('remembers every number within 64 of the highest, across both 32-bit halves of the bitmap', () => {
+      const w = new ReplayWindow();
+      for (let i = 0; i <= 36; i++) w.update(i);
+      for (let i = 0; i <= 36; i++) assert.equal(w.check(i), false, `seq ${i} was seen`);
+      assert.equal(w.check(37), true);
+      const v = new ReplayWindow();
+      for (const n of [100, 90, 60, 40]) v.update(n);
+      for (const n of [100, 90, 60, 40]) assert.equal(v.check(n), false, `seq ${n} was seen`);
+      for (const n of [99, 70, 45, 37]) assert.equal(v.check(n), true, `seq ${n} was not seen`);
+      assert.equal(v.check(36), false, 'older than the window');
+    });
     it('accepts new numbers, rejects duplicates, tracks 64 records', () => {
       const w = new ReplayWindow();
       w.check(0).should.be.true();

@@ -34,6 +34,7 @@ export interface ResumptionState {
  * handshake. Expiry is checked on use; no timer.
  */
 export class SessionCache {
+  /** Keyed by the session id as a latin1 string (one character per byte: half the size of hex). */
   private readonly entries = new Map<string, CachedSession>();
 
   constructor(readonly maxEntries: number, readonly ttlMs: number, private readonly now: () => number = Date.now) {}
@@ -44,7 +45,7 @@ export class SessionCache {
 
   get(sessionId: Buffer): CachedSession | undefined {
     if (sessionId.length === 0) return undefined;
-    const key = sessionId.toString('hex');
+    const key = sessionId.toString('latin1');
     const e = this.entries.get(key);
     if (!e) return undefined;
     if (this.now() - e.createdAt >= this.ttlMs) {
@@ -56,7 +57,7 @@ export class SessionCache {
 
   set(sessionId: Buffer, entry: CachedSession): void {
     if (this.maxEntries <= 0) return;
-    const key = sessionId.toString('hex');
+    const key = sessionId.toString('latin1');
     this.delete(key);
     while (this.entries.size >= this.maxEntries) {
       const oldest = this.entries.keys().next();
@@ -67,7 +68,7 @@ export class SessionCache {
   }
 
   remove(sessionId: Buffer): void {
-    this.delete(sessionId.toString('hex'));
+    this.delete(sessionId.toString('latin1'));
   }
 
   private delete(key: string): void {
@@ -87,8 +88,8 @@ export class SessionCache {
     for (const [sessionId, e] of this.entries) {
       if (now - e.createdAt >= this.ttlMs) continue;
       const s: ResumptionState = {
-        sessionId, master: e.master.toString('base64'), suite: e.suite, identity: e.identity, authType: e.authType,
-        extendedMasterSecret: e.extendedMasterSecret, createdAt: e.createdAt,
+        sessionId: Buffer.from(sessionId, 'latin1').toString('hex'), master: e.master.toString('base64'), suite: e.suite,
+        identity: e.identity, authType: e.authType, extendedMasterSecret: e.extendedMasterSecret, createdAt: e.createdAt,
       };
       if (e.peerSpki) s.peerSpki = e.peerSpki.toString('base64');
       if (e.peerNotAfter !== undefined) s.peerNotAfter = e.peerNotAfter;

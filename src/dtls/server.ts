@@ -4,6 +4,7 @@ import type { LogFn } from '../channel';
 import { type CachedSession, type ResumptionState, SessionCache } from './cache';
 import { type CertificateOptions, loadServerCredentials, loadTrustedCAs } from './certs';
 import { CookieJar } from './cookie';
+import { KeyStore } from './keystore';
 import {
   DecodeError, type HandshakeFragment, HandshakeType, decodeClientHello, encodeHandshake, encodeHelloVerifyRequest,
   isComplete, MessageAssembler, parseHandshakeFragments,
@@ -15,8 +16,8 @@ import {
 import { ReplayWindow } from './replay';
 import { type DtlsSessionState, DtlsSession, type MigrationInfo } from './session';
 import {
-  type CipherSuiteInfo, type CipherSuiteName, DEFAULT_CERT_SUITES, DEFAULT_PSK_SUITES, type KeyMaterial, serverCiphers,
-  suiteByName,
+  type CipherSuiteInfo, type CipherSuiteName, DEFAULT_CERT_SUITES, DEFAULT_PSK_SUITES, keyBlockLength, keyMaterialOf,
+  serverCiphers, suiteByName,
 } from './suites';
 import { type PeerTransport, RecordWriter } from './transport';
 
@@ -118,6 +119,8 @@ export class DtlsServer extends EventEmitter {
   private readonly log: LogFn;
   private readonly transport: PeerTransport;
   private readonly callbacks: HandshakeCallbacks;
+  /** Key blocks of the established sessions. */
+  private readonly keyStore = new KeyStore();
   private closed = false;
 
   constructor(opts: DtlsServerOptions) {
@@ -171,6 +174,7 @@ export class DtlsServer extends EventEmitter {
       alertSent: () => {
         this.stats.alertsSent++;
       },
+      releaseKeys: (buffer, offset, length) => this.keyStore.release(buffer, offset, length),
     };
     this.callbacks = {
       complete: (h, result) => this.onHandshakeComplete(h, result),
@@ -378,14 +382,19 @@ export class DtlsServer extends EventEmitter {
       return;
     }
     if (result.cacheEntry) this.cache?.set(result.sessionId, result.cacheEntry);
+    // The session's keys move into the key store (the handshake's copy is zeroed) and its ciphers read them there.
+    const keys = keyMaterialOf(result.suite, this.keyStore.copy(result.keys.block));
+    result.keys.block.fill(0);
+    const ciphers = serverCiphers(result.suite, keys);
+    result.writer.cipher = ciphers.write;
     const session = new DtlsSession({
       address: result.address,
       port: result.port,
       identity: result.identity,
       authType: result.authType,
       cipherSuite: result.suite.name,
-      keys: result.keys,
-      ciphers: result.ciphers,
+      keys,
+      ciphers,
       writer: result.writer,
       replay: result.replay,
       finalFlight: result.finalFlight,
@@ -469,10 +478,12 @@ export class DtlsServer extends EventEmitter {
       const previous = this._sessions.get(`${session.address}:${session.port}`);
       if (!previous && this._sessions.size >= this.maxSessions) {
         this.log('warn', 'DTLS: session state not imported: session limit reached');
+        session.terminate('closed', false); // gives its key block back
         continue;
       }
       if (session.readCid && this.sessionsByCid.has(session.readCid.toString('hex'))) {
         this.log('warn', 'DTLS: session state not imported: connection ID already in use');
+        session.terminate('closed', false);
         continue;
       }
       if (previous) previous.terminate('replaced', false);
@@ -504,21 +515,31 @@ export class DtlsServer extends EventEmitter {
       return Buffer.from(v, 'hex');
     };
     const k = st.keys ?? ({} as DtlsSessionState['keys']);
-    const keys: KeyMaterial = {
-      clientKey: b64(k.clientKey, suite.encKeyLength, 'key'), serverKey: b64(k.serverKey, suite.encKeyLength, 'key'),
-      clientIv: b64(k.clientIv, suite.fixedIvLength, 'iv'), serverIv: b64(k.serverIv, suite.fixedIvLength, 'iv'),
-      clientMacKey: b64(k.clientMacKey, suite.macKeyLength, 'MAC key'),
-      serverMacKey: b64(k.serverMacKey, suite.macKeyLength, 'MAC key'),
-    };
+    // One key block in its own memory, laid out as keyMaterialOf expects (the session and its ciphers keep only it).
+    const parts = [
+      b64(k.clientKey, suite.encKeyLength, 'key'), b64(k.serverKey, suite.encKeyLength, 'key'),
+      b64(k.clientIv, suite.fixedIvLength, 'iv'), b64(k.serverIv, suite.fixedIvLength, 'iv'),
+      b64(k.clientMacKey, suite.macKeyLength, 'MAC key'), b64(k.serverMacKey, suite.macKeyLength, 'MAC key'),
+    ];
     const readCid = hex(st.readCid, 'connection ID');
     if (readCid && readCid.length !== this.cidLength) throw new TypeError('connection ID length differs from this server\'s');
     const writeCid = hex(st.writeCid, 'connection ID');
+    const replay = ReplayWindow.restore(st.replay);
+    const clientRandom = hex(st.clientRandom, 'client random') ?? Buffer.alloc(32);
+    const sessionId = hex(st.sessionId, 'session id') ?? Buffer.alloc(0);
+    // Nothing below throws: the key block taken from the store goes to the session, which gives it back on close.
+    const block = this.keyStore.alloc(keyBlockLength(suite));
+    let off = 0;
+    for (const i of [4, 5, 0, 1, 2, 3]) {
+      off += parts[i].copy(block, off);
+      parts[i].fill(0);
+    }
+    const keys = keyMaterialOf(suite, block);
     const ciphers = serverCiphers(suite, keys);
     const writer = new RecordWriter(0);
     writer.epoch1Seq = st.writeSeq;
     writer.cipher = ciphers.write;
     writer.writeCid = readCid ? writeCid : undefined;
-    const replay = ReplayWindow.restore(st.replay);
     return new DtlsSession({
       address: st.address,
       port: st.port,
@@ -531,9 +552,9 @@ export class DtlsServer extends EventEmitter {
       replay,
       finalFlight: [],
       clientFinishedSeq: -1,
-      clientRandom: hex(st.clientRandom, 'client random') ?? Buffer.alloc(32),
+      clientRandom,
       resumed: !!st.resumed,
-      sessionId: hex(st.sessionId, 'session id') ?? Buffer.alloc(0),
+      sessionId,
       readCid,
       writeCid: readCid ? (writeCid ?? Buffer.alloc(0)) : undefined,
       key: typeof st.key === 'string' ? st.key : undefined,
@@ -598,6 +619,7 @@ export class DtlsServer extends EventEmitter {
     this._sessions.clear();
     this.sessionsByCid.clear();
     this.cache?.clear();
+    this.keyStore.clear();
   }
 
   /** close({ notify: false }): hand-over to another instance after exportSessions(). */

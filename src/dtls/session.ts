@@ -5,7 +5,7 @@ import type { AuthType } from './cache';
 import { HandshakeType, parseHandshakeFragments } from './handshake';
 import { ContentType, type DtlsRecord, MAX_PLAINTEXT } from './record';
 import { ReplayWindow } from './replay';
-import type { CipherPair, CipherSuiteName, KeyMaterial } from './suites';
+import { type CipherPair, type CipherSuiteName, type KeyMaterial, type RecordCipher, keyBlockLength, keyMaterialOf, suiteByName } from './suites';
 import { type FlightMessage, type PeerTransport, RecordWriter, openRecord } from './transport';
 
 export type SessionCloseReason = 'close_notify' | 'closed' | 'replaced' | 'server_closed' | 'fatal_alert' | 'detached';
@@ -96,14 +96,23 @@ export interface DtlsSessionOwner {
 }
 
 /**
+ * EventEmitter's prototype without its constructor. EventEmitter's methods create the listener table on the first
+ * listener (as for any emitter whose constructor did not run), so a session nobody listens to (the server uses
+ * DtlsSession.owner) carries no listener state; the table is a dictionary-mode object even when empty.
+ */
+const LazyEventEmitter = function LazyEventEmitter(): void {
+  // No per-instance state until a listener is added.
+} as unknown as typeof EventEmitter;
+LazyEventEmitter.prototype = EventEmitter.prototype;
+
+/**
  * An established DTLS 1.2 session with one peer (epoch 1). Also usable as a CoAP datagram channel.
  * Events: 'data' (payload: Buffer), 'close' (reason: SessionCloseReason),
  *         'migrated' (MigrationInfo) when an authenticated connection-ID record moved the peer to a new address.
  */
-export class DtlsSession extends EventEmitter implements Channel {
+export class DtlsSession extends LazyEventEmitter implements Channel {
   /** Stable for the life of the session (also across an address change and export/import). */
   readonly key: string;
-  readonly secure = true;
   readonly identity: string;
   /** How the peer authenticated: PSK identity, raw public key, or X.509 certificate (identity = subject CN). */
   readonly authType: AuthType;
@@ -125,16 +134,21 @@ export class DtlsSession extends EventEmitter implements Channel {
   private _address: string;
   private _port: number;
   private _closed = false;
-  private readonly keys: KeyMaterial | undefined;
-  private readonly ciphers: CipherPair;
+  /**
+   * Where the key block is (the record ciphers read their keys from it; the DtlsServer keeps the blocks of its sessions
+   * in a few shared chunks); undefined when not kept, and after close (the block is zeroed then).
+   */
+  private keyBlock: ArrayBuffer | undefined;
+  private readonly keyOffset: number;
+  private readonly readCipher: RecordCipher;
   private readonly writer: RecordWriter;
   private readonly replay: ReplayWindow;
   private finalFlight: FlightMessage[] | undefined;
   private readonly clientFinishedSeq: number;
-  /** Kept as hex strings: smaller than a Buffer per session, and no slice of the shared Buffer pool held for the
-   * session's lifetime. */
-  private readonly clientRandomHex: string;
-  private readonly sessionIdHex: string;
+  /** Kept as latin1 strings (one character per byte): smaller than a Buffer or a hex string per session, and no
+   * slice of the shared Buffer pool held for the session's lifetime. */
+  private readonly clientRandomBytes: string;
+  private readonly sessionIdBytes: string;
   private readonly transport: PeerTransport;
   private readonly onClose: SessionInit['onClose'];
   private readonly onMigrate: SessionInit['onMigrate'];
@@ -150,15 +164,16 @@ export class DtlsSession extends EventEmitter implements Channel {
     this.identity = init.identity;
     this.authType = init.authType ?? 'psk';
     this.cipherSuite = init.cipherSuite;
-    this.keys = init.keys;
-    this.ciphers = init.ciphers;
+    this.keyBlock = init.keys ? keyBlockOf(init.keys) : undefined;
+    this.keyOffset = init.keys ? init.keys.block.byteOffset : 0;
+    this.readCipher = init.ciphers.read;
     this.writer = init.writer;
     this.replay = init.replay;
     this.finalFlight = init.finalFlight.length > 0 ? init.finalFlight : undefined;
     this.clientFinishedSeq = init.clientFinishedSeq;
-    this.clientRandomHex = init.clientRandom.toString('hex');
+    this.clientRandomBytes = init.clientRandom.toString('latin1');
     this.resumed = init.resumed ?? false;
-    this.sessionIdHex = init.sessionId ? init.sessionId.toString('hex') : '';
+    this.sessionIdBytes = init.sessionId && init.sessionId.length > 0 ? init.sessionId.toString('latin1') : '';
     this.transport = init.transport;
     this.onClose = init.onClose;
     this.onMigrate = init.onMigrate;
@@ -168,14 +183,18 @@ export class DtlsSession extends EventEmitter implements Channel {
     this.owner = undefined;
   }
 
+  get secure(): true {
+    return true;
+  }
+
   /** ClientHello random of the handshake that created this session. */
   get clientRandom(): Buffer {
-    return Buffer.from(this.clientRandomHex, 'hex');
+    return Buffer.from(this.clientRandomBytes, 'latin1');
   }
 
   /** Session id for resumption (empty when none was issued). */
   get sessionId(): Buffer {
-    return Buffer.from(this.sessionIdHex, 'hex');
+    return Buffer.from(this.sessionIdBytes, 'latin1');
   }
 
   /** The peer's current address; changes only through an authenticated connection-ID record (RFC 9146). */
@@ -198,10 +217,11 @@ export class DtlsSession extends EventEmitter implements Channel {
    * Undefined for a closed session or one without its key block.
    */
   exportState(seqGap = 16): DtlsSessionState | undefined {
-    if (this._closed || !this.keys) return undefined;
-    const k = this.keys;
+    const suite = suiteByName(this.cipherSuite);
+    if (this._closed || !this.keyBlock || !suite) return undefined;
+    const k = keyMaterialOf(suite, Buffer.from(this.keyBlock, this.keyOffset, keyBlockLength(suite)));
     const writeSeq = this.writer.epoch1Seq + Math.max(0, Math.min(32, Math.floor(seqGap)));
-    this.writer.epoch1Limit = Math.min(this.writer.epoch1Limit, writeSeq);
+    this.writer.epoch1Limit = Math.min(this.writer.epoch1Limit ?? writeSeq, writeSeq);
     const state: DtlsSessionState = {
       version: 1,
       key: this.key,
@@ -218,8 +238,8 @@ export class DtlsSession extends EventEmitter implements Channel {
       epoch: 1,
       writeSeq,
       replay: this.replay.snapshot(),
-      clientRandom: this.clientRandomHex,
-      sessionId: this.sessionIdHex,
+      clientRandom: Buffer.from(this.clientRandomBytes, 'latin1').toString('hex'),
+      sessionId: Buffer.from(this.sessionIdBytes, 'latin1').toString('hex'),
       resumed: this.resumed,
       createdAt: this.createdAt,
       lastActivity: this.lastActivity,
@@ -258,9 +278,16 @@ export class DtlsSession extends EventEmitter implements Channel {
     if (sendCloseNotify) this.sendAlert(AlertLevel.warning, AlertDescription.close_notify);
     this._closed = true;
     this.finalFlight = undefined;
-    if (reason === 'detached' && this.keys) {
-      // The state lives on in an export; this instance forgets its keys.
-      for (const b of Object.values(this.keys)) (b as Buffer).fill(0);
+    this.writer.cipher = undefined;
+    const suite = suiteByName(this.cipherSuite);
+    if (this.keyBlock && suite) {
+      // An ended session forgets its keys (the ciphers read them from this block); with 'detached' the state lives on
+      // in an export. The block goes back to the server's key store (zeroed there) and may then hold another key.
+      const block = this.keyBlock;
+      this.keyBlock = undefined;
+      const length = keyBlockLength(suite);
+      if (this.transport.releaseKeys) this.transport.releaseKeys(block, this.keyOffset, length);
+      else new Uint8Array(block, this.keyOffset, length).fill(0);
     }
     this.transport.log('debug', `DTLS session ${this.address}:${this.port} (identity ${this.identity}) closed: ${reason}`);
     this.onClose(this, reason);
@@ -294,7 +321,7 @@ export class DtlsSession extends EventEmitter implements Channel {
       this.drop(`replayed or stale record seq ${rec.seq}`);
       return;
     }
-    const opened = openRecord(this.ciphers.read, rec, this.readCid);
+    const opened = openRecord(this.readCipher, rec, this.readCid);
     if (!opened) {
       // RFC 6347 §4.1.2.7: invalid records are silently discarded, the session stays up.
       this.drop('record failed authentication');
@@ -374,4 +401,11 @@ export class DtlsSession extends EventEmitter implements Channel {
     }
     this.drop(`unexpected handshake message ${f.msgType}`);
   }
+}
+
+/** The ArrayBuffer of a key block (what the record ciphers made from it read their keys from). */
+function keyBlockOf(keys: KeyMaterial): ArrayBuffer {
+  const b = keys.block.buffer;
+  if (!(b instanceof ArrayBuffer)) throw new TypeError('key block not in an ArrayBuffer');
+  return b;
 }

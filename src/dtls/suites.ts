@@ -65,23 +65,29 @@ export interface KeyMaterial {
   serverKey: Buffer;
   clientIv: Buffer;
   serverIv: Buffer;
+  /**
+   * The whole key block (never a slice of Node's shared Buffer pool), laid out as client MAC key ‖ server MAC key ‖
+   * client key ‖ server key ‖ client IV ‖ server IV; the fields above are views into it. Record ciphers and established
+   * sessions keep only its ArrayBuffer and offsets, so zeroing the block wipes every key.
+   */
+  block: Buffer;
 }
 
-/**
- * key_block = PRF(master_secret, "key expansion", server_random + client_random) (RFC 5246 §6.3).
- * The keys are views into the one key block the PRF allocated for them (its own memory, outside Node's shared
- * Buffer pool): no copies of key material elsewhere, one allocation per session, and zeroing the views (session
- * detach) wipes the block.
- */
-export function deriveKeys(suite: CipherSuiteInfo, master: Buffer, clientRandom: Buffer, serverRandom: Buffer): KeyMaterial {
+/** Length of a suite's key block (RFC 5246 §6.3). */
+export function keyBlockLength(suite: CipherSuiteInfo): number {
+  return 2 * (suite.macKeyLength + suite.encKeyLength + suite.fixedIvLength);
+}
+
+/** Views of the key material over a key block of keyBlockLength(suite) bytes. */
+export function keyMaterialOf(suite: CipherSuiteInfo, block: Buffer): KeyMaterial {
+  if (block.length !== keyBlockLength(suite) || !(block.buffer instanceof ArrayBuffer)) {
+    throw new TypeError('key block of the wrong length');
+  }
   const m = suite.macKeyLength;
   const k = suite.encKeyLength;
   const v = suite.fixedIvLength;
-  const block = prf(master, 'key expansion', Buffer.concat([serverRandom, clientRandom]), 2 * (m + k + v));
   let off = 0;
-  const none = m === 0 ? block.subarray(0, 0) : undefined;
   const take = (n: number): Buffer => {
-    if (n === 0 && none) return none;
     const b = block.subarray(off, off + n);
     off += n;
     return b;
@@ -92,7 +98,18 @@ export function deriveKeys(suite: CipherSuiteInfo, master: Buffer, clientRandom:
   const serverKey = take(k);
   const clientIv = take(v);
   const serverIv = take(v);
-  return { clientMacKey, serverMacKey, clientKey, serverKey, clientIv, serverIv };
+  return { clientMacKey, serverMacKey, clientKey, serverKey, clientIv, serverIv, block };
+}
+
+/**
+ * key_block = PRF(master_secret, "key expansion", server_random + client_random) (RFC 5246 §6.3).
+ * The keys are views into the one key block the PRF allocated for them (its own memory, outside Node's shared
+ * Buffer pool). DtlsServer moves the block of an established session into its key store (zeroing this one); the
+ * store zeroes it when the session ends.
+ */
+export function deriveKeys(suite: CipherSuiteInfo, master: Buffer, clientRandom: Buffer, serverRandom: Buffer): KeyMaterial {
+  const block = prf(master, 'key expansion', Buffer.concat([serverRandom, clientRandom]), keyBlockLength(suite));
+  return keyMaterialOf(suite, block);
 }
 
 /** One direction of record protection. */
@@ -136,6 +153,8 @@ export function additionalData(type: number, version: number, epoch: number, seq
 }
 
 const EXPLICIT_NONCE = 8;
+const FIXED_IV = 4;
+const AES_KEY = 16;
 
 /**
  * Node skips the cipher update for a zero-length buffer without backing storage, after which CCM computes no tag
@@ -145,52 +164,73 @@ function aeadInput(b: Buffer): Buffer {
   return b.length === 0 ? Buffer.alloc(1).subarray(0, 0) : b;
 }
 
+/** Algorithm and tag length of an AEAD suite, shared by every cipher of that kind. */
+interface AeadMode {
+  readonly algorithm: 'aes-128-ccm' | 'aes-128-gcm';
+  readonly tagLength: number;
+}
+const CCM_8: AeadMode = Object.freeze({ algorithm: 'aes-128-ccm', tagLength: 8 });
+const CCM: AeadMode = Object.freeze({ algorithm: 'aes-128-ccm', tagLength: 16 });
+const GCM: AeadMode = Object.freeze({ algorithm: 'aes-128-gcm', tagLength: 16 });
+
 /**
  * AES-128-CCM (RFC 6655 §3, tag 16 or 8) and AES-128-GCM (RFC 5288 §3, tag 16), RFC 5246 §6.2.3.3:
  * nonce = fixed IV (4) ‖ explicit nonce (8); the explicit nonce is the record's epoch and sequence number.
+ * Holds only the key block's ArrayBuffer and offsets (no Buffer views kept per session); a record takes short-lived
+ * views of its key and IV.
  */
 class AeadCipher implements RecordCipher {
-  constructor(private readonly algorithm: 'aes-128-ccm' | 'aes-128-gcm', private readonly key: Buffer,
-      private readonly fixedIv: Buffer, private readonly tagLength: number) {}
+  constructor(private readonly mode: AeadMode, private readonly block: ArrayBuffer, private readonly keyOffset: number,
+      private readonly ivOffset: number) {}
+
+  private nonce(): Buffer {
+    const nonce = Buffer.allocUnsafe(FIXED_IV + EXPLICIT_NONCE);
+    nonce.set(new Uint8Array(this.block, this.ivOffset, FIXED_IV), 0);
+    return nonce;
+  }
 
   encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer {
-    const explicit = Buffer.allocUnsafe(EXPLICIT_NONCE);
-    writeSeq(explicit, 0, epoch, seq);
-    const nonce = Buffer.concat([this.fixedIv, explicit]);
+    const { algorithm, tagLength } = this.mode;
+    const nonce = this.nonce();
+    writeSeq(nonce, FIXED_IV, epoch, seq);
+    const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
     const aad = additionalData(type, version, epoch, seq, plaintext.length, cid);
     let ct: Buffer;
     let tag: Buffer;
-    if (this.algorithm === 'aes-128-ccm') {
-      const c = createCipheriv('aes-128-ccm', this.key, nonce, { authTagLength: this.tagLength });
+    if (algorithm === 'aes-128-ccm') {
+      const c = createCipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
       c.setAAD(aad, { plaintextLength: plaintext.length });
       ct = Buffer.concat([c.update(aeadInput(plaintext)), c.final()]);
       tag = c.getAuthTag();
     } else {
-      const c = createCipheriv('aes-128-gcm', this.key, nonce, { authTagLength: this.tagLength });
+      const c = createCipheriv('aes-128-gcm', key, nonce, { authTagLength: tagLength });
       c.setAAD(aad);
       ct = Buffer.concat([c.update(plaintext), c.final()]);
       tag = c.getAuthTag();
     }
-    return Buffer.concat([explicit, ct, tag]);
+    return Buffer.concat([nonce.subarray(FIXED_IV), ct, tag]);
   }
 
   decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined {
-    if (fragment.length < EXPLICIT_NONCE + this.tagLength) return undefined;
-    const nonce = Buffer.concat([this.fixedIv, fragment.subarray(0, EXPLICIT_NONCE)]);
-    const ct = fragment.subarray(EXPLICIT_NONCE, fragment.length - this.tagLength);
-    const tag = fragment.subarray(fragment.length - this.tagLength);
+    const { algorithm, tagLength } = this.mode;
+    if (fragment.length < EXPLICIT_NONCE + tagLength) return undefined;
+    const nonce = this.nonce();
+    fragment.copy(nonce, FIXED_IV, 0, EXPLICIT_NONCE);
+    const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
+    const ct = fragment.subarray(EXPLICIT_NONCE, fragment.length - tagLength);
+    const tag = fragment.subarray(fragment.length - tagLength);
     const aad = additionalData(type, version, epoch, seq, ct.length, cid);
     try {
       // OpenSSL compares the tag in constant time; a mismatch makes final (CCM: update) throw.
-      if (this.algorithm === 'aes-128-ccm') {
-        const d = createDecipheriv('aes-128-ccm', this.key, nonce, { authTagLength: this.tagLength });
+      if (algorithm === 'aes-128-ccm') {
+        const d = createDecipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
         d.setAuthTag(tag);
         d.setAAD(aad, { plaintextLength: ct.length });
         const pt = d.update(aeadInput(ct));
         d.final();
         return pt;
       }
-      const d = createDecipheriv('aes-128-gcm', this.key, nonce, { authTagLength: this.tagLength });
+      const d = createDecipheriv('aes-128-gcm', key, nonce, { authTagLength: tagLength });
       d.setAuthTag(tag);
       d.setAAD(aad);
       return Buffer.concat([d.update(ct), d.final()]);
@@ -209,7 +249,16 @@ const MAC_LEN = 32;
  * (Lucky Thirteen countermeasure: the MAC is always computed over the same total number of bytes).
  */
 class CbcSha256Cipher implements RecordCipher {
-  constructor(private readonly key: Buffer, private readonly macKey: Buffer) {}
+  constructor(private readonly block: ArrayBuffer, private readonly keyOffset: number,
+      private readonly macKeyOffset: number) {}
+
+  private get key(): Uint8Array {
+    return new Uint8Array(this.block, this.keyOffset, AES_KEY);
+  }
+
+  private get macKey(): Uint8Array {
+    return new Uint8Array(this.block, this.macKeyOffset, MAC_LEN);
+  }
 
   private mac(type: number, version: number, epoch: number, seq: number, content: Buffer, cid?: Buffer): Buffer {
     return createHmac('sha256', this.macKey)
@@ -263,27 +312,33 @@ class CbcSha256Cipher implements RecordCipher {
 
 export interface CipherPair { read: RecordCipher; write: RecordCipher }
 
-function makeCipher(suite: CipherSuiteInfo, key: Buffer, iv: Buffer, macKey: Buffer): RecordCipher {
+/** A cipher over one direction's key, IV and MAC key (views into keys.block, whose ArrayBuffer it keeps). */
+function makeCipher(suite: CipherSuiteInfo, keys: KeyMaterial, key: Buffer, iv: Buffer, macKey: Buffer): RecordCipher {
+  const block = keys.block.buffer;
+  if (!(block instanceof ArrayBuffer) || key.buffer !== block || iv.buffer !== block || macKey.buffer !== block ||
+      key.length !== AES_KEY) {
+    throw new TypeError('key material must be views into its key block');
+  }
   switch (suite.kind) {
-    case 'ccm8': return new AeadCipher('aes-128-ccm', key, iv, 8);
-    case 'ccm': return new AeadCipher('aes-128-ccm', key, iv, 16);
-    case 'gcm': return new AeadCipher('aes-128-gcm', key, iv, 16);
-    default: return new CbcSha256Cipher(key, macKey);
+    case 'ccm8': return new AeadCipher(CCM_8, block, key.byteOffset, iv.byteOffset);
+    case 'ccm': return new AeadCipher(CCM, block, key.byteOffset, iv.byteOffset);
+    case 'gcm': return new AeadCipher(GCM, block, key.byteOffset, iv.byteOffset);
+    default: return new CbcSha256Cipher(block, key.byteOffset, macKey.byteOffset);
   }
 }
 
 /** Server side: read with the client write keys, write with the server write keys. */
 export function serverCiphers(suite: CipherSuiteInfo, keys: KeyMaterial): CipherPair {
   return {
-    read: makeCipher(suite, keys.clientKey, keys.clientIv, keys.clientMacKey),
-    write: makeCipher(suite, keys.serverKey, keys.serverIv, keys.serverMacKey),
+    read: makeCipher(suite, keys, keys.clientKey, keys.clientIv, keys.clientMacKey),
+    write: makeCipher(suite, keys, keys.serverKey, keys.serverIv, keys.serverMacKey),
   };
 }
 
 /** Client side, used by tests and by anything dialling out with these suites. */
 export function clientCiphers(suite: CipherSuiteInfo, keys: KeyMaterial): CipherPair {
   return {
-    read: makeCipher(suite, keys.serverKey, keys.serverIv, keys.serverMacKey),
-    write: makeCipher(suite, keys.clientKey, keys.clientIv, keys.clientMacKey),
+    read: makeCipher(suite, keys, keys.serverKey, keys.serverIv, keys.serverMacKey),
+    write: makeCipher(suite, keys, keys.clientKey, keys.clientIv, keys.clientMacKey),
   };
 }

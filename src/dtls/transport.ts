@@ -10,6 +10,8 @@ export interface PeerTransport {
   /** A record was dropped (malformed, unauthenticated, replayed, unexpected). */
   dropped(address: string, port: number, reason: string): void;
   alertSent(): void;
+  /** Takes back the key block of a session that ended (zeroes it); without it the session only zeroes the block. */
+  releaseKeys?(buffer: ArrayBuffer, offset: number, length: number): void;
 }
 
 /** A message of a flight, kept in plaintext so it can be re-sent with fresh record sequence numbers (RFC 6347 §4.2.4). */
@@ -24,8 +26,11 @@ export class RecordWriter {
   epoch0Seq: number;
   epoch1Seq = 0;
   cipher: RecordCipher | undefined;
-  /** Epoch 1 records are refused from this sequence number on (set when the state was exported). */
-  epoch1Limit = MAX_SEQUENCE + 1;
+  /**
+   * Epoch 1 records are refused from this sequence number on (set when the state was exported); undefined = only the
+   * sequence space limits them (no number boxed per writer).
+   */
+  epoch1Limit: number | undefined = undefined;
   /** The peer's connection ID (RFC 9146): when non-empty, epoch 1 records go out as tls12_cid carrying it. */
   writeCid: Buffer | undefined;
 
@@ -39,7 +44,8 @@ export class RecordWriter {
       if (this.epoch0Seq > MAX_SEQUENCE) return undefined;
       return encodeRecord(type, DTLS_1_2, 0, this.epoch0Seq++, payload);
     }
-    if (!this.cipher || this.epoch1Seq > MAX_SEQUENCE || this.epoch1Seq >= this.epoch1Limit) return undefined;
+    if (!this.cipher || this.epoch1Seq > MAX_SEQUENCE ||
+        (this.epoch1Limit !== undefined && this.epoch1Seq >= this.epoch1Limit)) return undefined;
     const seq = this.epoch1Seq++;
     const cid = this.writeCid;
     if (cid && cid.length > 0) {
