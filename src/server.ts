@@ -106,21 +106,11 @@ export interface Lwm2mServerOptions {
 }
 
 /** What flows see of a registration (SPEC: lwm2m-events payload). */
-export interface RegistrationInfo {
-  endpoint: string;
-  registrationId: string;
-  lifetime: number;
-  lwm2mVersion: string;
-  binding: string;
-  queueMode: boolean;
-  objects: string[];
-  address: string;
-  port: number;
-  secure: boolean;
-  identity?: string;
-  registeredAt: number;
-  lastSeen: number;
-}
+export type RegistrationInfo = Pick<
+  Registration,
+  | 'endpoint' | 'registrationId' | 'lifetime' | 'lwm2mVersion' | 'binding' | 'queueMode' | 'objects' | 'address'
+  | 'port' | 'secure' | 'identity' | 'registeredAt' | 'lastSeen'
+>;
 
 export interface Lwm2mRequest extends OperationInput {
   endpoint: string;
@@ -431,8 +421,8 @@ export class Lwm2mServer extends EventEmitter {
       pool: this.pool.all().map((e) => ({ endpoint: e.endpoint, handshakes: e.handshakes, requests: e.requests, createdAt: e.createdAt, lastUsed: e.lastUsed })),
       counters: {
         requests: { ...this.requestStats },
-        handshakes: this.stats().handshakes.total,
-        handshakesFailed: this.stats().handshakes.failed,
+        handshakes: this.handshakeTotals().total,
+        handshakesFailed: this.handshakeTotals().failed,
       },
     };
   }
@@ -1033,6 +1023,14 @@ export class Lwm2mServer extends EventEmitter {
     }
   }
 
+  /** Handshakes of this instance (inbound, outbound) plus those carried over from a previous one. */
+  private handshakeTotals(): { total: number; failed: number } {
+    return {
+      total: this.dtls.stats.handshakes + this.outboundStats.handshakes + this.inheritedStats.handshakes,
+      failed: this.dtls.stats.handshakesFailed + this.outboundStats.failed + this.inheritedStats.failed,
+    };
+  }
+
   /** Registered devices, as flows see them. */
   registrations(): RegistrationInfo[] {
     const local = this.registry.all().map(registrationInfo);
@@ -1047,10 +1045,7 @@ export class Lwm2mServer extends EventEmitter {
     const inbound = this.dtlsChannels.size;
     return {
       sessions: { active: inbound + outbound, inbound, outbound },
-      handshakes: {
-        total: this.dtls.stats.handshakes + this.outboundStats.handshakes + this.inheritedStats.handshakes,
-        failed: this.dtls.stats.handshakesFailed + this.outboundStats.failed + this.inheritedStats.failed,
-      },
+      handshakes: this.handshakeTotals(),
       requests: { ...this.requestStats },
       registrations: this.registry.size,
       observations: this.observations.size,

@@ -22,8 +22,6 @@ export interface PoolEntry {
   identity?: string;
   handshakes: number;
   requests: number;
-  bytesIn: number;
-  bytesOut: number;
   createdAt: number;
   lastUsed: number;
   /** Outbound: the dial in progress; concurrent requests wait for it instead of dialling again. */
@@ -211,7 +209,7 @@ export class SessionPool {
   private newEntry(endpoint: string, mode: PoolMode, address: string, port: number, identity: string | undefined, now: number): PoolEntry {
     const entry: PoolEntry = {
       endpoint, mode, address, port, identity,
-      handshakes: 0, requests: 0, bytesIn: 0, bytesOut: 0, createdAt: now, lastUsed: now,
+      handshakes: 0, requests: 0, createdAt: now, lastUsed: now,
     };
     this.entries.set(endpoint, entry);
     return entry;
