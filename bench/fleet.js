@@ -17,6 +17,7 @@ const dgram = require('node:dgram');
 const { DtlsClient } = require('./lib/dtls-client');
 const coap = require('./lib/coap');
 const keys = require('./lib/keys');
+const { serveCommands } = require('./lib/child');
 
 const devices = [];
 const stats = { readsAnswered: 0, reqBytes: 0, respBytes: 0, sizeSamples: 0 };
@@ -216,10 +217,4 @@ async function handle(msg) {
   }
 }
 
-process.on('message', (msg) => {
-  handle(msg).then(
-    (result) => process.send({ id: msg.id, result }),
-    (err) => process.send({ id: msg.id, error: err.message }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+serveCommands(handle);

@@ -18,6 +18,7 @@
 const dgram = require('node:dgram');
 const path = require('node:path');
 const keys = require('./lib/keys');
+const { serveCommands } = require('./lib/child');
 
 /** Where the built dist/ and nodes/ are: the repository, or BENCH_ROOT (another built copy of it). */
 const ROOT = process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..');
@@ -282,12 +283,7 @@ async function handle(msg) {
   }
 }
 
-process.on('message', (msg) => {
-  handle(msg).then(
-    (result) => process.send({ id: msg.id, result }),
-    (err) => process.send({ id: msg.id, error: err.stack || err.message }),
-  );
-});
-process.on('disconnect', () => {
-  stop().finally(() => process.exit(0));
+serveCommands(handle, {
+  errorText: (err) => err.stack || err.message,
+  onDisconnect: () => stop().finally(() => process.exit(0)),
 });

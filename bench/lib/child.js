@@ -50,4 +50,18 @@ function spawnChild(script, { execArgv = [], env = {}, name = script } = {}) {
   };
 }
 
-module.exports = { spawnChild };
+/**
+ * The child side: answers each IPC command with `handle(msg)`'s result (or its error text) under the command's id,
+ * and calls `onDisconnect` (default: exit) when the parent goes away.
+ */
+function serveCommands(handle, { errorText = (err) => err.message, onDisconnect = () => process.exit(0) } = {}) {
+  process.on('message', (msg) => {
+    handle(msg).then(
+      (result) => process.send({ id: msg.id, result }),
+      (err) => process.send({ id: msg.id, error: errorText(err) }),
+    );
+  });
+  process.on('disconnect', onDisconnect);
+}
+
+module.exports = { spawnChild, serveCommands };
