@@ -15,6 +15,7 @@ import {
   decodeContent,
   decodeLwm2mJsonRecords,
   decodeSenmlCborRecords,
+  decodeSenmlJsonRecords,
   encodeCompositePaths,
   encodeContent,
 } from '../src/lwm2m/content';
@@ -177,6 +178,56 @@ describe('CBOR (60)', () => {
 });
 
 describe('SenML CBOR (112)', () => {
+  // RFC 8428 §6: the CBOR dump of the §5.1.2 example, byte for byte as printed in the RFC (including its 1.5
+  // written as a half float), and the §5.1.2 JSON text it encodes. Both decode to the same resolved records.
+  const RFC8428_CBOR = hex(`
+    87 a7 21 78 1b 75 72 6e 3a 64 65 76 3a 6f 77 3a
+    31 30 65 32 30 37 33 61 30 31 30 38 30 30 36 3a
+    22 fb 41 d3 03 a1 5b 00 10 62 23 61 41 20 05 00
+    67 76 6f 6c 74 61 67 65 01 61 56 02 fb 40 5e 06
+    66 66 66 66 66 a3 00 67 63 75 72 72 65 6e 74 06
+    24 02 fb 3f f3 33 33 33 33 33 33 a3 00 67 63 75
+    72 72 65 6e 74 06 23 02 fb 3f f4 cc cc cc cc cc
+    cd a3 00 67 63 75 72 72 65 6e 74 06 22 02 fb 3f
+    f6 66 66 66 66 66 66 a3 00 67 63 75 72 72 65 6e
+    74 06 21 02 f9 3e 00 a3 00 67 63 75 72 72 65 6e
+    74 06 20 02 fb 3f f9 99 99 99 99 99 9a a3 00 67
+    63 75 72 72 65 6e 74 06 00 02 fb 3f fb 33 33 33
+    33 33 33
+  `);
+  const RFC8428_JSON = `[
+     {"bn":"urn:dev:ow:10e2073a0108006:","bt":1.276020076001e+09,
+      "bu":"A","bver":5,
+      "n":"voltage","u":"V","v":120.1},
+     {"n":"current","t":-5,"v":1.2},
+     {"n":"current","t":-4,"v":1.3},
+     {"n":"current","t":-3,"v":1.4},
+     {"n":"current","t":-2,"v":1.5},
+     {"n":"current","t":-1,"v":1.6},
+     {"n":"current","v":1.7}
+   ]`;
+
+  it('decodes the RFC 8428 §6 example (0xc3 bytes) to the records of its §5.1.2 JSON form', () => {
+    assert.equal(RFC8428_CBOR.length, 0xc3);
+    const cbor = decodeSenmlCborRecords(RFC8428_CBOR);
+    const bn = 'urn:dev:ow:10e2073a0108006:';
+    const bt = 1276020076.001;
+    assert.deepEqual(cbor, [
+      { name: `${bn}voltage`, time: bt, kind: 'v', value: 120.1 },
+      { name: `${bn}current`, time: bt - 5, kind: 'v', value: 1.2 },
+      { name: `${bn}current`, time: bt - 4, kind: 'v', value: 1.3 },
+      { name: `${bn}current`, time: bt - 3, kind: 'v', value: 1.4 },
+      { name: `${bn}current`, time: bt - 2, kind: 'v', value: 1.5 },
+      { name: `${bn}current`, time: bt - 1, kind: 'v', value: 1.6 },
+      { name: `${bn}current`, time: bt, kind: 'v', value: 1.7 },
+    ]);
+    assert.deepEqual(decodeSenmlJsonRecords(Buffer.from(RFC8428_JSON)), cbor);
+  });
+
+  it('refuses the RFC 8428 example as an LwM2M payload, its names not being LwM2M paths', () => {
+    assert.throws(() => decodeContent(ContentFormat.SENML_CBOR, RFC8428_CBOR, P('/3/0'), model), isContentError(/not an LwM2M path/));
+  });
+
   it('decodes the Device read with base name and integer labels', () => {
     assert.deepEqual(decodeContent(ContentFormat.SENML_CBOR, DEVICE_SENML_CBOR, P('/3/0'), model), DEVICE_VALUES);
   });
