@@ -547,7 +547,8 @@ export class Lwm2mServer extends EventEmitter {
     const req: Lwm2mRequest = {
       endpoint: entry.endpoint, operation: entry.operation, path: entry.path, payload: entry.payload, format: entry.format, timeout, owner: entry.owner,
     };
-    this.request(req).then(
+    const cancelToken = typeof entry.cancelToken === 'string' && /^(?:[0-9a-f]{2}){0,8}$/.test(entry.cancelToken) ? Buffer.from(entry.cancelToken, 'hex') : undefined;
+    this.request(req, { cancelToken }).then(
       (result) => {
         try {
           this.emit('mailbox-result', result, mailboxView(entry));
@@ -840,7 +841,7 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   /** Sends one LwM2M operation to a registered device. */
-  async request(req: Lwm2mRequest, via: { forwarded?: boolean } = {}): Promise<Lwm2mResult> {
+  async request(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer } = {}): Promise<Lwm2mResult> {
     if (this.stopped) throw new Lwm2mRequestError('the LwM2M server is closed', 'closed');
     if (typeof req.endpoint !== 'string' || req.endpoint === '') {
       throw new Lwm2mRequestError('missing endpoint: set msg.endpoint (or the node\'s endpoint) to a registered device name', 'bad-input');
@@ -865,9 +866,15 @@ export class Lwm2mServer extends EventEmitter {
     let cancelled: Observation | undefined;
     if (cancelling) {
       cancelled = this.observations.get(reg.endpoint, key);
-      if (!cancelled) throw new Lwm2mRequestError(`no active observation of ${op.pathString} on "${reg.endpoint}" to cancel`, 'bad-input');
-      this.observations.remove(cancelled);
-      op.coap.token = cancelled.token;
+      if (cancelled) {
+        this.observations.remove(cancelled);
+        op.coap.token = cancelled.token;
+      } else if (via.cancelToken) {
+        // A cancel that waited in a mailbox: its observation left the table when it was queued.
+        op.coap.token = via.cancelToken;
+      } else {
+        throw new Lwm2mRequestError(`no active observation of ${op.pathString} on "${reg.endpoint}" to cancel`, 'bad-input');
+      }
     }
 
     // Queue mode: wait in the device's mailbox until it talks again.
@@ -877,14 +884,16 @@ export class Lwm2mServer extends EventEmitter {
       const t0 = Date.now();
       try {
         // Requests forwarded by another instance are not kept across restarts: their sender retries them.
-        await this.queue.whenAwake(reg.endpoint, waitMs, via.forwarded ? undefined : this.mailboxEntry(req, waitMs, t0));
+        const entry = via.forwarded ? undefined : this.mailboxEntry(req, waitMs, t0);
+        if (entry && cancelling) entry.cancelToken = op.coap.token?.toString('hex');
+        await this.queue.whenAwake(reg.endpoint, waitMs, entry);
       } catch (err) {
         const kind = err instanceof MailboxTimeoutError ? 'asleep' : 'closed';
         throw new Lwm2mRequestError(`${op.operation} ${op.pathString}: ${(err as Error).message}`, kind);
       }
       if (req.timeout !== undefined) timeout = Math.max(1, req.timeout - (Date.now() - t0));
       // Woken on the instance that took over after a redeploy: continue there.
-      if (this.stopped && this.successor) return this.successor.request({ ...req, timeout });
+      if (this.stopped && this.successor) return this.successor.request({ ...req, timeout }, cancelling ? { cancelToken: op.coap.token } : {});
       reg = this.registry.byEndpoint(req.endpoint);
       if (!reg) throw new Lwm2mRequestError(`device "${req.endpoint}" left while the request waited`, 'unknown-endpoint');
     }
@@ -1104,7 +1113,8 @@ function mailboxMsg(msg: object, requestPayload: unknown): Record<string, unknow
 
 /** A mailbox entry as the 'mailbox-result' / 'mailbox-error' events carry it: `msg` decoded again. */
 function mailboxView(entry: MailboxEntry): MailboxEntry {
-  return { ...entry, msg: entry.msg ? (fromJsonSafe(entry.msg) as Record<string, unknown>) : undefined };
+  const { cancelToken: _token, ...view } = entry;
+  return { ...view, msg: entry.msg ? (fromJsonSafe(entry.msg) as Record<string, unknown>) : undefined };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

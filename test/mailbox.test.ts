@@ -183,6 +183,50 @@ describe('Queue-mode mailbox across restarts and hand-overs', function () {
     assert.equal(outC.results.length, 1);
   });
 
+  it('a cancel-observe queued while the device sleeps is restored after a restart and cancels that observation', async () => {
+    const port = await freeUdpPort();
+    const [a] = await server(port);
+    const dev = await sleepingDevice(port);
+    await a.request({ endpoint: 'mb-dev', operation: 'observe', path: '/3303/0/5700', owner: 'obs' });
+    assert.equal(dev.observationCount, 1);
+    await asleep(a);
+    void a.request({ endpoint: 'mb-dev', operation: 'cancel-observe', path: '/3303/0/5700', timeout: 10000, owner: 'obs' }).catch(() => undefined);
+    const state = throughJson(a.exportState());
+    assert.equal(state.mailbox?.length, 1);
+    assert.equal(state.observations.length, 0, 'the observation left the table when its cancel was queued');
+    await a.stop();
+    servers.splice(servers.indexOf(a), 1);
+
+    const [b, out] = await server(port, state);
+    assert.equal(dev.observationCount, 1, 'nothing sent while the device sleeps');
+    assert.equal((await dev.update()).code, '2.04');
+    await waitFor(() => out.results.length + out.errors.length === 1, 3000, 'mailbox outcome');
+    assert.equal(out.errors.length, 0, out.errors.map(([e]) => e.message).join());
+    const [result, entry] = out.results[0];
+    assert.equal(result.code, '2.05');
+    assert.equal(entry.operation, 'cancel-observe');
+    assert.ok(!('cancelToken' in entry), 'the token stays internal');
+    assert.equal(dev.observationCount, 0, 'the device dropped the observation (active cancel with its token)');
+    assert.equal(b.exportState().observations.length, 0);
+  });
+
+  it('a cancel-observe waiting with a live caller moves over on an in-process hand-over and completes there', async () => {
+    const port = await freeUdpPort();
+    const [a] = await server(port);
+    const dev = await sleepingDevice(port);
+    await a.request({ endpoint: 'mb-dev', operation: 'observe-composite', path: ['/3303/0/5700', '/3/0/9'], owner: 'obs' });
+    assert.equal(dev.observationCount, 1);
+    await asleep(a);
+    const live = a.request({ endpoint: 'mb-dev', operation: 'cancel-observe-composite', path: ['/3303/0/5700', '/3/0/9'], timeout: 10000, owner: 'obs' });
+    const handed = await a.detach();
+    const [b] = await server(port, handed);
+    assert.equal((await dev.update()).code, '2.04');
+    assert.equal((await live).code, '2.05');
+    assert.equal(dev.observationCount, 0);
+    assert.equal(b.exportState().observations.length, 0);
+    await a.stop();
+  });
+
   it('over DTLS: the restarted server resumes the session and delivers the queued write', async () => {
     const coapsPort = await freeUdpPort();
     const [a] = await server(0, undefined, { coapsPort, psk: PSK, allowNoSec: false });

@@ -30,6 +30,8 @@ export interface MailboxEntry {
   /** Who sent the request (a flow node id): results of restored entries are routed by it. */
   owner?: string;
   msg?: Record<string, unknown>;
+  /** cancel-observe(-composite): the token (hex) of the observation to cancel, taken off the table when queued. */
+  cancelToken?: string;
 }
 
 interface Waiter {
