@@ -10,6 +10,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnChild } = require('./lib/child');
+const { settledMemory } = require('./lib/settle');
 const { heapDiff } = require('./lib/heap');
 
 const N = Number(process.argv[2] || 10000);
@@ -36,8 +37,9 @@ async function main() {
     }));
     const secs = (performance.now() - t0) / 1000;
     const { count } = await server.call('registered');
-    await new Promise((r) => setTimeout(r, 1000));
-    const after = await server.call('mem');
+    const mem = await settledMemory(server);
+    const after = mem.settled;
+    console.log(`right after registering: RSS ${Math.round((mem.first.rss - base.rss) / count)} B per device; after ${(mem.idleMs / 1000).toFixed(0)} s idle:`);
     const failed = res.reduce((a, r) => a + r.failed, 0);
     console.log(`${count} registered (${failed} failed) in ${secs.toFixed(1)} s; per device: RSS ${Math.round((after.rss - base.rss) / count)} B, ` +
       `heap ${Math.round((after.heapUsed - base.heapUsed) / count)} B, external ${Math.round((after.external - base.external) / count)} B`);

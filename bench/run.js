@@ -17,6 +17,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { settledMemory } = require('./lib/settle');
 const { spawnChild } = require('./lib/child');
 const { analyseProfile } = require('./lib/profile');
 const { heapDiff } = require('./lib/heap');
@@ -171,11 +172,13 @@ async function mainServer() {
       if (r.failed) notes.push(`${r.failed} of ${CFG.devices} registrations failed (${r.error})`);
       const reg = await server.call('registered');
       results.registeredDevices = reg.count;
-      await new Promise((res) => setTimeout(res, 500));
-      const after = await server.call('mem');
+      const mem = await settledMemory(server);
+      const after = mem.settled;
       const per = perDevice(after, before, reg.count);
       results.devices10k = reg.count;
       results.bytesPerSession10k = per.rss;
+      results.bytesPerSession10kBusy = perDevice(mem.first, before, reg.count).rss;
+      results.idleMs10k = mem.idleMs;
       results.heapPerSession10k = per.heap;
       results.pskStoreBytesPerDevice10k = Math.round((afterPsk.rss - before.rss) / CFG.devices);
       results.serverRss10k = after.rss;
@@ -338,11 +341,13 @@ async function bigFleet() {
     const r = await registerFleet(fleets, port, n, bindFor);
     if (r.failed) notes.push(`big fleet: ${r.failed} of ${n} registrations failed (${r.error})`);
     const reg = (await server.call('registered')).count;
-    await new Promise((res) => setTimeout(res, 1000));
-    const after = await server.call('mem');
+    const mem = await settledMemory(server);
+    const after = mem.settled;
     const per = perDevice(after, before, reg);
     results.devices100k = reg;
     results.bytesPerSession100k = per.rss;
+    results.bytesPerSession100kBusy = perDevice(mem.first, before, reg).rss;
+    results.idleMs100k = mem.idleMs;
     results.heapPerSession100k = per.heap;
     results.pskStoreBytesPerDevice100k = Math.round((afterPsk.rss - before.rss) / n);
     results.serverRss100k = after.rss;
@@ -365,8 +370,8 @@ function table(profile) {
     ['PSK handshakes/s, concurrency 1', fmt(r.handshakesPerSecC1), `server CPU ${fmt(r.handshakesC1ServerCpuPct)} %, fleet CPU ${fmt(r.handshakesC1FleetCpuPct)} %`],
     ['PSK handshakes/s, concurrency 8', fmt(r.handshakesPerSecC8), `server CPU ${fmt(r.handshakesC8ServerCpuPct)} % (${fmt(r.handshakeServerUsPerOp, 1)} us/handshake), fleet CPU ${fmt(r.handshakesC8FleetCpuPct)} %`],
     [`registrations/s (${fmt(CFG.devices)} devices)`, fmt(r.registrationsPerSec), `handshake + Register, ${CFG.fleetProcs} x ${CFG.regConcurrency} in flight; server ${fmt(r.registrationServerUsPerOp, 1)} us/registration, fleet CPU ${fmt(r.registrationFleetCpuPct)} %`],
-    [`RSS bytes per device at ${fmt(r.devices10k)}`, fmt(r.bytesPerSession10k), `heap ${fmt(r.heapPerSession10k)} B/device; PSK store share ${fmt(r.pskStoreBytesPerDevice10k)} B`],
-    [`RSS bytes per device at ${fmt(r.devices100k)}`, fmt(r.bytesPerSession100k), `heap ${fmt(r.heapPerSession100k)} B/device; PSK store share ${fmt(r.pskStoreBytesPerDevice100k)} B; server RSS ${fmt((r.serverRss100k || 0) / 2 ** 20)} MiB; ${fmt(r.registrationsPerSecBig)} reg/s`],
+    [`RSS bytes per device at ${fmt(r.devices10k)}`, fmt(r.bytesPerSession10k), `after ${fmt((r.idleMs10k || 0) / 1000, 0)} s idle (${fmt(r.bytesPerSession10kBusy)} right after registering); heap ${fmt(r.heapPerSession10k)} B/device; PSK store share ${fmt(r.pskStoreBytesPerDevice10k)} B`],
+    [`RSS bytes per device at ${fmt(r.devices100k)}`, fmt(r.bytesPerSession100k), `after ${fmt((r.idleMs100k || 0) / 1000, 0)} s idle (${fmt(r.bytesPerSession100kBusy)} right after registering); heap ${fmt(r.heapPerSession100k)} B/device; PSK store share ${fmt(r.pskStoreBytesPerDevice100k)} B; server RSS ${fmt((r.serverRss100k || 0) / 2 ** 20)} MiB; ${fmt(r.registrationsPerSecBig)} reg/s`],
     ['latency p50 / p99 ms at half max rate', `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`, `offered ${fmt(r.latencyRate)}/s, achieved ${fmt(r.latencyAchievedRps)}/s, max ${fmt(r.latencyMaxMs, 1)} ms`],
     ['Node-RED pooled Read round trips/s', fmt(r.nodeRedPooledReadRps), `lwm2m-request node in a flow, ${fmt(r.nodeRedDevices)} devices, window ${CFG.window}; Node-RED process CPU ${fmt(r.nodeRedServerCpuPct)} % (${fmt(r.nodeRedServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.nodeRedFleetCpuPct)} %`],
   ];
@@ -450,6 +455,7 @@ async function main() {
     nodeRedPooledReadRps: round(r.nodeRedPooledReadRps), loadGeneratorCpuPct: round(r.loadGeneratorCpuPct, 1),
     pooledVsUdp: round(r.pooledReadRps / r.udpEchoRps, 3), pooledVsHandshakePerRequest: round(r.pooledReadRps / r.perRequestHandshakeRps, 2),
     heapPerSession10k: r.heapPerSession10k, heapPerSession100k: r.heapPerSession100k, devices10k: r.devices10k, devices100k: r.devices100k,
+    bytesPerSession10kBusy: r.bytesPerSession10kBusy, bytesPerSession100kBusy: r.bytesPerSession100kBusy,
     serverCpuPctPooled: round(r.pooledServerCpuPct, 1), nodeRedVsPooled: round(r.nodeRedPooledReadRps / r.pooledReadRps, 3),
     pooledServerUsPerOp: round(r.pooledServerUsPerOp, 1), handshakeServerUsPerOp: round(r.handshakeServerUsPerOp, 1), perRequestServerUsPerOp: round(r.perRequestServerUsPerOp, 1),
     window: CFG.window, quick: QUICK, loadAvg: os.loadavg().map((x) => round(x, 2)), cores: os.cpus().length, node: process.version, seconds: round((Date.now() - t0) / 1000, 1),

@@ -76,7 +76,8 @@ function memory() {
     global.gc();
   }
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers,
+    spaces: require('node:v8').getHeapSpaceStatistics().map((s) => [s.space_name, s.space_size, s.space_used_size, s.physical_space_size]) };
 }
 
 /** Issues one read; resolves true on a 2.05 answer. */
@@ -161,7 +162,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate }) 
   const wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
   return {
     ok, failed, rps: ok / (durationMs / 1000), latency: summary(lat, nLat),
-    cpuPct: (100 * (cpu.user + cpu.system)) / wallUs,
+    cpuPct: (100 * (cpu.user + cpu.system)) / wallUs, sysPct: (100 * cpu.system) / wallUs,
     windowHr: [hr0.toString(), process.hrtime.bigint().toString()],
   };
 }

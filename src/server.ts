@@ -218,7 +218,8 @@ export class Lwm2mServer extends EventEmitter {
   private readonly dialler: OutboundDialler;
   private readonly registration: RegistrationInterface;
   /** Live device-opened DTLS sessions by channel key. */
-  private readonly dtlsChannels = new Map<string, { channel: Channel; session: DtlsSession }>();
+  private readonly dtlsChannels = new Map<string, SessionChannel<DtlsSession>>();
+  /** Byte counters of outbound (server-dialled) channels; a device-opened session's SessionChannel counts its own. */
   private readonly counters = new Map<string, ChannelCounters>();
   /** Receives data, close and migration of every device-opened DTLS session (through its SessionChannel). */
   private readonly channelHost: SessionChannelHost<DtlsSession> = {
@@ -226,7 +227,6 @@ export class Lwm2mServer extends EventEmitter {
     channelClosed: (channel) => {
       const key = channel.key;
       this.dtlsChannels.delete(key);
-      this.counters.delete(key);
       this.coap.forgetChannel(key, 'DTLS session closed');
       this.pool.unbindChannel(key);
     },
@@ -655,7 +655,7 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   private count(key: string): ChannelCounters {
-    let c = this.counters.get(key);
+    let c: ChannelCounters | undefined = this.dtlsChannels.get(key) ?? this.counters.get(key);
     if (!c) {
       c = { bytesIn: 0, bytesOut: 0 };
       this.counters.set(key, c);
@@ -670,7 +670,6 @@ export class Lwm2mServer extends EventEmitter {
     // The channel is also the session's owner and its byte counters: no listener closures per session.
     const channel = new SessionChannel(key, session, this.channelHost);
     session.owner = channel;
-    this.counters.set(key, channel);
     this.dtlsChannels.set(key, channel);
     this.opts.log?.(
       'debug',
@@ -1059,7 +1058,7 @@ export class Lwm2mServer extends EventEmitter {
       registrations: this.registry.size,
       observations: this.observations.size,
       perSession: this.pool.all().map((e) => {
-        const c = e.channel ? this.counters.get(e.channel.key) : undefined;
+        const c = e.channel ? this.dtlsChannels.get(e.channel.key) ?? this.counters.get(e.channel.key) : undefined;
         return {
           endpoint: e.endpoint, mode: e.mode, address: e.address, port: e.port, identity: e.identity,
           handshakes: e.handshakes, requests: e.requests, bytesIn: c?.bytesIn ?? 0, bytesOut: c?.bytesOut ?? 0,
