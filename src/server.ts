@@ -11,6 +11,7 @@ import { ObjectModel } from './lwm2m/model';
 import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput, type PreparedOperation } from './lwm2m/operations';
 import { parsePath } from './lwm2m/path';
 import { observationKey, ObservationStore, type Observation } from './lwm2m/observations';
+import { flatString } from './flat-string';
 import { MailboxTimeoutError, QueueMode, type MailboxEntry } from './lwm2m/queue';
 import { RegistrationInterface } from './lwm2m/registration';
 import { Registry, type Registration } from './lwm2m/registry';
@@ -1118,12 +1119,4 @@ function mailboxView(entry: MailboxEntry): MailboxEntry {
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/**
- * A flat copy of a string built by concatenation. V8 keeps `a + b` as a tree of string pieces (a "cons string",
- * 32 bytes per piece); a key kept for a session's lifetime is smaller as one sequential string.
- */
-function flatString(s: string): string {
-  return Buffer.from(s, 'latin1').toString('latin1');
 }

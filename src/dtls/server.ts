@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { flatString } from '../flat-string';
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../channel';
 import { type CachedSession, type ResumptionState, SessionCache } from './cache';
@@ -417,7 +418,7 @@ export class DtlsServer extends EventEmitter {
   }
 
   private register(session: DtlsSession): void {
-    this._sessions.set(`${session.address}:${session.port}`, session);
+    this._sessions.set(flatString(`${session.address}:${session.port}`), session);
     if (session.readCid) this.sessionsByCid.set(session.readCid.toString('hex'), session);
   }
 
@@ -440,7 +441,7 @@ export class DtlsServer extends EventEmitter {
     if (this._sessions.get(oldKey) === s) this._sessions.delete(oldKey);
     const newKey = `${info.address}:${info.port}`;
     const previous = this._sessions.get(newKey);
-    this._sessions.set(newKey, s);
+    this._sessions.set(flatString(newKey), s);
     this.stats.migrations++;
     if (previous && previous !== s) previous.terminate('replaced', false);
     this.emit('migrated', s, info);

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { flatString } from '../flat-string';
 import type { Channel } from '../channel';
 import { AlertDescription, AlertLevel, alertName, encodeAlert } from './alerts';
 import type { AuthType } from './cache';
@@ -160,7 +161,7 @@ export class DtlsSession extends LazyEventEmitter implements Channel {
     this._port = init.port;
     this.readCid = init.readCid && init.readCid.length > 0 ? init.readCid : undefined;
     this.writeCid = init.readCid ? init.writeCid : undefined;
-    this.key = init.key ?? (this.readCid ? `dtls:cid:${this.readCid.toString('hex')}` : `dtls:${init.address}:${init.port}`);
+    this.key = init.key ?? flatString(this.readCid ? `dtls:cid:${this.readCid.toString('hex')}` : `dtls:${init.address}:${init.port}`);
     this.identity = init.identity;
     this.authType = init.authType ?? 'psk';
     this.cipherSuite = init.cipherSuite;
