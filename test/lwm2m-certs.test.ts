@@ -248,7 +248,7 @@ describe('SecurityStore raw public keys', () => {
     assert.equal(store.refusal({ identity: 'same', authType: 'x509' }, 'same'), undefined);
     assert.equal(store.keyFor('ep-rpk'), undefined);
     assert.deepEqual(store.list(), [
-      { endpoint: 'ep-psk', identity: 'same', host: undefined, port: undefined },
+      { endpoint: 'ep-psk', identity: 'same' },
       { endpoint: 'ep-rpk', rpk: spkiOf('rpk.key').toString('hex') },
     ]);
   });

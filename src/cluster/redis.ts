@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { RedisClientType } from 'redis';
 import type { LogFn } from '../channel';
 import type { Registration } from '../lwm2m/registry';
-import type { SecurityEntry, SecurityEntryInput } from '../lwm2m/security';
+import { securityEntryData, type SecurityEntry, type SecurityEntryInput } from '../lwm2m/security';
 import {
   Lwm2mRequestError, registrationInfo, type Lwm2mErrorKind, type Lwm2mNotification, type Lwm2mRequest, type Lwm2mResult,
   type Lwm2mServer, type Lwm2mServerState, type RegistrationInfo,
@@ -306,7 +306,7 @@ export class RedisClusterStore extends EventEmitter implements ClusterStore {
     for (const { endpoint } of server.security.list()) {
       const entry = server.security.entryOf(endpoint);
       if (!entry) continue;
-      await pub.hSet(this.key('sec'), endpoint, encodeJson(entry));
+      await pub.hSet(this.key('sec'), endpoint, encodeJson(securityEntryData(entry)));
       mine.push(endpoint);
     }
     const all = await pub.hGetAll(this.key('sec'));
@@ -337,7 +337,7 @@ export class RedisClusterStore extends EventEmitter implements ClusterStore {
     const server = this.server;
     if (!server || !this.pub) throw new Error('the store is not attached');
     const entry = server.security.add(input);
-    await this.pub.hSet(this.key('sec'), entry.endpoint, encodeJson(entry));
+    await this.pub.hSet(this.key('sec'), entry.endpoint, encodeJson(securityEntryData(entry)));
     await this.publish(this.key('events'), { t: 'sec', from: this.instanceId, endpoints: [entry.endpoint] });
   }
 

@@ -127,7 +127,48 @@ export function toPskEntry(input: PskEntryInput, index = 0): PskEntry {
     portNum = Number(port);
     if (!Number.isInteger(portNum) || portNum < 1 || portNum > 65535) throw new SecurityError(`${where} (${endpoint}): "port" must be 1..65535`);
   }
-  return { endpoint, identity, key: keyBytes, host: host || undefined, port: portNum };
+  return new StoredPskEntry(endpoint, identity, keyBytes, host || undefined, portNum);
+}
+
+/**
+ * A PSK entry as the store keeps it: a table can hold 100,000 of them, so it is compact. The key is kept as a
+ * latin1 string (one character per byte, ~40 bytes against ~100 for a Buffer object) and `key` hands out a fresh
+ * Buffer copy; endpoint and identity are flat copies (a string built by concatenation would keep its pieces);
+ * `host` and `port` exist only when set. Satisfies `PskEntry`; the key is a private field, so spreading or
+ * serialising an entry never copies it.
+ */
+class StoredPskEntry implements PskEntry {
+  readonly endpoint: string;
+  readonly identity: string;
+  declare host?: string;
+  declare port?: number;
+  readonly #key: string;
+
+  constructor(endpoint: string, identity: string, key: Buffer, host?: string, port?: number) {
+    this.endpoint = flatCopy(endpoint);
+    this.identity = flatCopy(identity);
+    this.#key = key.toString('latin1');
+    if (host !== undefined) this.host = host;
+    if (port !== undefined) this.port = port;
+  }
+
+  get key(): Buffer {
+    return Buffer.from(this.#key, 'latin1');
+  }
+}
+
+/** A plain copy of an entry, with the PSK key as an own property (for a store that serialises entries). */
+export function securityEntryData(entry: SecurityEntry): SecurityEntry {
+  if (isRpkEntry(entry)) return { endpoint: entry.endpoint, rpk: entry.rpk };
+  const out: PskEntry = { endpoint: entry.endpoint, identity: entry.identity, key: entry.key };
+  if (entry.host !== undefined) out.host = entry.host;
+  if (entry.port !== undefined) out.port = entry.port;
+  return out;
+}
+
+/** A flat copy of a string (any characters; a lone surrogate cannot occur in a name a device sends anyway). */
+function flatCopy(s: string): string {
+  return s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
 }
 
 /** Validates one raw-public-key entry. */
