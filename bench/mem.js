@@ -3,14 +3,15 @@
  * `node bench/mem.js [devices]`: memory per idle registered DTLS device only (a quicker loop than the full run).
  * Registers the fleet against a fresh server, prints RSS and heap per device after a full GC and the heap added per
  * device by constructor (V8 heap snapshots before and after). Uses the built dist/ (or BENCH_ROOT).
- * Environment: BENCH_FLEET_PROCS (default 2), BENCH_HEAP=0 (skip the snapshots), BENCH_TOP (rows, default 25),
+ * Environment: BENCH_FLEET_PROCS (default 2), BENCH_HEAP=0 (skip the snapshots), BENCH_STEADY=1 (also measure once the
+ * CoAP exchange lifetime has passed, about 5 minutes), BENCH_SMAPS=1 (RSS by kind of mapping), BENCH_TOP (rows, default 25),
  * BENCH_KEEP=1 (keep the snapshots, e.g. to open them in Chrome DevTools).
  */
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnChild } = require('./lib/child');
-const { settledMemory } = require('./lib/settle');
+const { settledMemory, steadyMemory } = require('./lib/settle');
 const { heapDiff } = require('./lib/heap');
 
 const N = Number(process.argv[2] || 10000);
@@ -26,6 +27,7 @@ async function main() {
     const heap = process.env.BENCH_HEAP !== '0';
     if (heap) await server.call('heapSnapshot', { file: path.join(dir, 'a.heapsnapshot') });
     const base = heap ? await server.call('mem') : before;
+    const smapsBefore = process.env.BENCH_SMAPS ? await server.call('smaps') : undefined;
     const per = Math.ceil(N / PROCS);
     let from = 0;
     const t0 = performance.now();
@@ -38,11 +40,22 @@ async function main() {
     const secs = (performance.now() - t0) / 1000;
     const { count } = await server.call('registered');
     const mem = await settledMemory(server);
-    const after = mem.settled;
-    console.log(`right after registering: RSS ${Math.round((mem.first.rss - base.rss) / count)} B per device; after ${(mem.idleMs / 1000).toFixed(0)} s idle:`);
+    let after = mem.settled;
+    console.log(`right after registering: RSS ${Math.round((mem.first.rss - base.rss) / count)} B per device; after ${(mem.idleMs / 1000).toFixed(0)} s idle: ` +
+      `RSS ${Math.round((after.rss - base.rss) / count)} B, heap ${Math.round((after.heapUsed - base.heapUsed) / count)} B`);
+    if (process.env.BENCH_STEADY === '1') {
+      const steady = await steadyMemory(server);
+      after = steady.settled;
+      console.log(`after the CoAP exchange lifetime (${((mem.idleMs + steady.idleMs) / 1000).toFixed(0)} s idle, ${steady.coapChannels} channels with state left):`);
+    }
+    if (smapsBefore) {
+      const a = await server.call('smaps');
+      console.log('RSS by mapping, per device:', Object.fromEntries(Object.keys(a).filter((k) => a[k] !== (smapsBefore[k] || 0)).map((k) => [k, Math.round((a[k] - (smapsBefore[k] || 0)) / count)])));
+    }
     const failed = res.reduce((a, r) => a + r.failed, 0);
     console.log(`${count} registered (${failed} failed) in ${secs.toFixed(1)} s; per device: RSS ${Math.round((after.rss - base.rss) / count)} B, ` +
-      `heap ${Math.round((after.heapUsed - base.heapUsed) / count)} B, external ${Math.round((after.external - base.external) / count)} B`);
+      `heap ${Math.round((after.heapUsed - base.heapUsed) / count)} B (committed ${Math.round((after.heapTotal - base.heapTotal) / count)} B), ` +
+      `external ${Math.round((after.external - base.external) / count)} B`);
     if (heap) {
       await server.call('heapSnapshot', { file: path.join(dir, 'b.heapsnapshot') });
       const d = heapDiff(path.join(dir, 'a.heapsnapshot'), path.join(dir, 'b.heapsnapshot'), count, Number(process.env.BENCH_TOP || 25));

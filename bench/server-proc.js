@@ -8,6 +8,8 @@
  *   noderedStart{ pskFrom, pskCount }                   the same inside a Node-RED flow
  *   addPsk      { from, count }
  *   registered  number of registered endpoints
+ *   coapChannels  CoAP channels that still hold state (duplicate-detection entries and the like)
+ *   smaps       RSS by kind of mapping (malloc heap, anonymous, files)
  *   mem         process.memoryUsage() after gc()
  *   load        { from, count, window, durationMs, warmupMs, rate? }  LwM2M Read /3/0/0 round trips
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
@@ -68,6 +70,18 @@ async function start({ pskFrom, pskCount, hsFrom, hsCount }) {
 function addPsk({ from, count }) {
   for (let i = from; i < from + count; i++) server.security.add(keys.pskEntry(i));
   return {};
+}
+
+/** RSS by kind of mapping (Linux /proc/self/smaps): the [heap] of malloc, anonymous mappings, files. */
+function smaps() {
+  const out = {};
+  let kind = '';
+  for (const line of require('node:fs').readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) kind = m[1] === '' ? 'anon' : m[1].startsWith('[') ? m[1] : 'file';
+    else if (line.startsWith('Rss:')) out[kind] = (out[kind] || 0) + Number(line.split(/\s+/)[1]) * 1024;
+  }
+  return out;
 }
 
 function memory() {
@@ -267,9 +281,12 @@ async function handle(msg) {
     case 'noderedStart': return noderedStart(msg);
     case 'addPsk': return addPsk(msg);
     case 'registered': return { count: server.registry.size };
+    // CoAP per-channel state (e.g. the Register's duplicate-detection entry, kept EXCHANGE_LIFETIME) still held
+    case 'coapChannels': return { count: server.coap.channelCount };
     case 'mem': return memory();
     case 'load': return load(msg);
     case 'echo': return echo(msg);
+    case 'smaps': return smaps();
     case 'cpu': return { cpu: process.cpuUsage(), wall: performance.now() };
     case 'heapSnapshot': {
       memory();

@@ -21,4 +21,21 @@ async function settledMemory(server, maxMs = 20000) {
   return { first, settled: last, idleMs: Date.now() - t0 };
 }
 
-module.exports = { settledMemory };
+/**
+ * Memory of a fleet that has been registered for a while: the CoAP layer keeps each request's duplicate-detection
+ * entry (here: every device's Register and its 2.01) for EXCHANGE_LIFETIME (247 s, RFC 7252 §4.5) and then drops
+ * the channel's state. Waits until the server holds no CoAP channel state any more (at most `maxWaitMs`), then
+ * settles as above. Returns the settled reading, whether the CoAP state was gone, and the total idle time.
+ */
+async function steadyMemory(server, maxWaitMs = 330000) {
+  const t0 = Date.now();
+  let channels = (await server.call('coapChannels')).count;
+  while (channels > 0 && Date.now() - t0 < maxWaitMs) {
+    await new Promise((r) => setTimeout(r, 5000));
+    channels = (await server.call('coapChannels')).count;
+  }
+  const { settled } = await settledMemory(server);
+  return { settled, coapChannels: channels, idleMs: Date.now() - t0 };
+}
+
+module.exports = { settledMemory, steadyMemory };
