@@ -3,7 +3,8 @@
  * `node bench/reads.js [devices] [seconds]`: pooled reads only (a quicker loop than the full run). Registers the fleet
  * against a fresh server, then runs closed-loop reads (BENCH_WINDOW, default 64) `BENCH_ROUNDS` times (default 3) and
  * prints reads/s, server CPU µs per read and p50/p99 of each round. BENCH_PROFILE=1 runs the server under
- * `node --cpu-prof` and prints the top of the read-window profile. Uses the built dist/ (or BENCH_ROOT).
+ * `node --cpu-prof` and prints the top of the read-window profile; BENCH_RATE=n runs an open loop at n reads/s instead
+ * (latency at that rate); BENCH_TRACE_GC=1 shows the server's garbage collections. Uses the built dist/ (or BENCH_ROOT).
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -16,11 +17,15 @@ const SECONDS = Number(process.argv[3] || 4);
 const WINDOW = Number(process.env.BENCH_WINDOW || 64);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 const PROFILE = process.env.BENCH_PROFILE === '1';
+/** BENCH_RATE: open loop at this many reads/s instead of a closed window (latency at a given rate). */
+const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
+/** BENCH_TRACE_GC=1: the server prints its garbage collections (node --trace-gc). */
+const TRACE_GC = process.env.BENCH_TRACE_GC === '1';
 const HOST = '127.0.0.1';
 
 async function main() {
   const dir = PROFILE ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-reads-')) : undefined;
-  const execArgv = ['--expose-gc', ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] : [])];
+  const execArgv = ['--expose-gc', ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] : []), ...(TRACE_GC ? ['--trace-gc'] : []), ...(process.env.BENCH_SERVER_ARGS ? process.env.BENCH_SERVER_ARGS.split(' ') : [])];
   const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv, name: 'server' });
   const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}` }));
   const windows = [];
@@ -30,7 +35,7 @@ async function main() {
     await Promise.all(fleets.map((f, i) => f.call('register', { host: HOST, port, bind: HOST, from: i * half, count: Math.min(half, N - i * half), concurrency: 32 })));
     const { count } = await server.call('registered');
     for (let r = 0; r < ROUNDS; r++) {
-      const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500 });
+      const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE });
       windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));
       console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), ` +
         `sys ${res.sysPct?.toFixed(0)} %, p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}, load ${os.loadavg()[0].toFixed(2)}`);

@@ -10,6 +10,7 @@
  *   registered  number of registered endpoints
  *   coapChannels  CoAP channels that still hold state (duplicate-detection entries and the like)
  *   smaps       RSS by kind of mapping (malloc heap, anonymous, files)
+ *   heapSample  { ms }  sampling heap profile over ms: where the objects still alive at the end were allocated
  *   mem         process.memoryUsage() after gc()
  *   load        { from, count, window, durationMs, warmupMs, rate? }  LwM2M Read /3/0/0 round trips
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
@@ -82,6 +83,26 @@ function smaps() {
     else if (line.startsWith('Rss:')) out[kind] = (out[kind] || 0) + Number(line.split(/\s+/)[1]) * 1024;
   }
   return out;
+}
+
+async function heapSample({ ms }) {
+  const inspector = require('node:inspector');
+  const session = new inspector.Session();
+  session.connect();
+  const post = (m, p) => new Promise((res, rej) => session.post(m, p, (e, r) => (e ? rej(e) : res(r))));
+  await post('HeapProfiler.startSampling', { samplingInterval: 4096 });
+  await new Promise((r) => setTimeout(r, ms));
+  const { profile } = await post('HeapProfiler.stopSampling');
+  session.disconnect();
+  const agg = new Map();
+  const walk = (n, stack) => {
+    const here = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}`;
+    const st = [...stack, here].slice(-3);
+    if (n.selfSize > 0) agg.set(st.join(' < '), (agg.get(st.join(' < ')) || 0) + n.selfSize);
+    for (const c of n.children) walk(c, st);
+  };
+  walk(profile.head, []);
+  return [...agg].sort((a, b) => b[1] - a[1]).slice(0, 25);
 }
 
 function memory() {
@@ -282,6 +303,7 @@ async function handle(msg) {
     case 'addPsk': return addPsk(msg);
     case 'registered': return { count: server.registry.size };
     // CoAP per-channel state (e.g. the Register's duplicate-detection entry, kept EXCHANGE_LIFETIME) still held
+    case 'heapSample': return heapSample(msg);
     case 'coapChannels': return { count: server.coap.channelCount };
     case 'mem': return memory();
     case 'load': return load(msg);

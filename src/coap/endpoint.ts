@@ -12,6 +12,7 @@
  * `onRequest` once with the whole body, and a response larger than the block size is served in Block2 blocks.
  */
 import { randomBytes, randomFillSync } from 'crypto';
+import { SmallMap } from './small-map';
 import type { Channel, LogFn } from '../channel';
 import {
   ChannelClosedError,
@@ -291,8 +292,8 @@ class ChannelState {
   keepUntil = 0;
   /** Incoming requests whose handler has not answered yet. */
   handling = 0;
-  _byMessageId: Map<number, Exchange> | undefined;
-  _byToken: Map<string, Exchange> | undefined;
+  _byMessageId: SmallMap<number, Exchange> | undefined;
+  _byToken: SmallMap<string, Exchange> | undefined;
   _dedup: Map<number, DedupEntry> | undefined;
   _cancelledTokens: Map<string, number> | undefined;
   _reassemblies: Map<string, Reassembly> | undefined;
@@ -300,12 +301,13 @@ class ChannelState {
 
   constructor(readonly key: string, public channel: Channel, public nextMessageId: number) {}
 
-  get byMessageId(): Map<number, Exchange> {
-    return (this._byMessageId ??= new Map());
+  /** Pending exchanges (usually one or two at a time: see SmallMap). */
+  get byMessageId(): SmallMap<number, Exchange> {
+    return (this._byMessageId ??= new SmallMap());
   }
 
-  get byToken(): Map<string, Exchange> {
-    return (this._byToken ??= new Map());
+  get byToken(): SmallMap<string, Exchange> {
+    return (this._byToken ??= new SmallMap());
   }
 
   get dedup(): Map<number, DedupEntry> {
