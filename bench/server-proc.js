@@ -10,7 +10,8 @@
  *   registered  number of registered endpoints
  *   coapChannels  CoAP channels that still hold state (duplicate-detection entries and the like)
  *   smaps       RSS by kind of mapping (malloc heap, anonymous, files)
- *   heapSample  { ms }  sampling heap profile over ms: where the objects still alive at the end were allocated
+ *   heapSample  { ms, all }  sampling heap profile over ms: where the objects still alive at the end were allocated
+ *               (all: every allocation, collected or not)
  *   mem         process.memoryUsage() after gc()
  *   load        { from, count, window, durationMs, warmupMs, rate? }  LwM2M Read /3/0/0 round trips
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
@@ -85,19 +86,20 @@ function smaps() {
   return out;
 }
 
-async function heapSample({ ms }) {
+async function heapSample({ ms, all = false }) {
   const inspector = require('node:inspector');
   const session = new inspector.Session();
   session.connect();
   const post = (m, p) => new Promise((res, rej) => session.post(m, p, (e, r) => (e ? rej(e) : res(r))));
-  await post('HeapProfiler.startSampling', { samplingInterval: 4096 });
+  // all: every allocation, including objects already collected (allocation profile), not only the survivors
+  await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: all, includeObjectsCollectedByMinorGC: all });
   await new Promise((r) => setTimeout(r, ms));
   const { profile } = await post('HeapProfiler.stopSampling');
   session.disconnect();
   const agg = new Map();
   const walk = (n, stack) => {
     const here = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}`;
-    const st = [...stack, here].slice(-3);
+    const st = [...stack, here].slice(-2);
     if (n.selfSize > 0) agg.set(st.join(' < '), (agg.get(st.join(' < ')) || 0) + n.selfSize);
     for (const c of n.children) walk(c, st);
   };

@@ -13,6 +13,8 @@
  */
 import { randomBytes, randomFillSync } from 'crypto';
 import { SmallMap } from './small-map';
+
+const NO_BYTES = Buffer.alloc(0);
 import type { Channel, LogFn } from '../channel';
 import {
   ChannelClosedError,
@@ -393,6 +395,8 @@ export class CoapEndpoint {
   private closed = false;
   /** Random bytes for tokens, consumed from tokenPoolOffset (see newToken). */
   private readonly tokenPool = Buffer.alloc(4096);
+  /** uriPathOptions: the Uri-Path option of each short segment seen. */
+  private readonly segmentOptions = new Map<string, CoapOption>();
   private tokenPoolOffset = 4096;
 
   constructor(opts: CoapEndpointOptions) {
@@ -473,7 +477,8 @@ export class CoapEndpoint {
       if (!code) throw new TypeError(`unknown CoAP method '${String(init.method)}'`);
       if (!Array.isArray(init.path)) throw new TypeError('request path must be an array of segments');
       label = `${init.method} /${init.path.join('/')}`;
-      base = [...pathOptions(init.path), ...queryOptions(init.query ?? [])];
+      base = this.uriPathOptions(init.path);
+      if (init.query && init.query.length > 0) base.push(...queryOptions(init.query));
       if (init.contentFormat !== undefined) base.push({ name: 'Content-Format', value: uint16(init.contentFormat) });
       if (init.accept !== undefined) base.push({ name: 'Accept', value: uint16(init.accept) });
       if (init.observe !== undefined) {
@@ -1458,6 +1463,9 @@ export class CoapEndpoint {
   /** Stops retransmitting and forgets the message id (the ACK, or a response, arrived). */
   private stopTransmitting(ex: Exchange): void {
     ex.awaitingAck = false;
+    // Nothing is sent again: let the datagram go (a long observation would otherwise keep it, and the shared
+    // buffer-pool slab it was cut from, alive).
+    ex.bytes = NO_BYTES;
     if (ex.retransmitTimer) clearTimeout(ex.retransmitTimer);
     ex.retransmitTimer = undefined;
     if (ex.state.byMessageId.get(ex.messageId) === ex) ex.state.byMessageId.delete(ex.messageId);
@@ -1506,6 +1514,27 @@ export class CoapEndpoint {
       state.channel = channel;
     }
     return state;
+  }
+
+  /**
+   * Uri-Path options for a request. The option of a short segment ("3", "0", "rd", …) is made once and shared by
+   * every request that names it (options are never changed after they are made; at most 1,024 are kept, then the
+   * cache starts over).
+   */
+  private uriPathOptions(segments: readonly string[]): CoapOption[] {
+    const out: CoapOption[] = [];
+    for (const seg of segments) {
+      let o = seg.length <= 16 ? this.segmentOptions.get(seg) : undefined;
+      if (!o) {
+        [o] = pathOptions([seg]);
+        if (seg.length <= 16) {
+          if (this.segmentOptions.size >= 1024) this.segmentOptions.clear();
+          this.segmentOptions.set(seg, o);
+        }
+      }
+      out.push(o);
+    }
+    return out;
   }
 
   private nextMessageId(state: ChannelState): number {

@@ -1,10 +1,11 @@
 /**
  * CoAP message encoding and decoding (RFC 7252 §3, RFC 7641 Observe, RFC 7959 Block options).
  *
- * A thin, typed layer over `coap-packet`: datagrams are first checked structurally here (coap-packet is
- * lenient about truncated options, reserved token lengths and a payload marker without payload, all of
- * which RFC 7252 calls message format errors), then parsed, then the options the layer above needs are
- * decoded into typed fields.
+ * Decoding is a typed layer over `coap-packet`'s parser: datagrams are first checked structurally here (coap-packet
+ * is lenient about truncated options, reserved token lengths and a payload marker without payload, all of which
+ * RFC 7252 calls message format errors), then parsed, then the options the layer above needs are decoded into
+ * typed fields. Encoding is done here in one pass into a buffer of the exact size (it writes the same bytes as
+ * coap-packet's generate, which allocates two buffers per option; the tests compare the two).
  */
 import * as packet from 'coap-packet';
 import { CoapFormatError } from './errors';
@@ -467,14 +468,16 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
     throw new CoapFormatError(err instanceof Error ? err.message : 'unparseable datagram');
   }
   const header = peekHeader(datagram) as CoapHeader;
-  const options: CoapOption[] = parsed.options.map((o) => ({ name: String(o.name), value: Buffer.from(o.value) }));
+  // Token, option values and payload are views into the datagram (a buffer of its own: the socket's or the DTLS
+  // layer's plaintext), not copies.
+  const options: CoapOption[] = parsed.options.map((o) => ({ name: String(o.name), value: o.value }));
   const msg: CoapMessage = {
     code: parsed.code,
     type: header.type,
     messageId: parsed.messageId,
-    token: Buffer.from(parsed.token),
+    token: parsed.token,
     options,
-    payload: Buffer.from(parsed.payload),
+    payload: parsed.payload,
     path: utf8List(getOptions(options, 'Uri-Path')),
     query: utf8List(getOptions(options, 'Uri-Query')),
     locationPath: utf8List(getOptions(options, 'Location-Path')),
@@ -488,38 +491,97 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
   return msg;
 }
 
-/** Encodes a message; throws (RangeError/Error) on invalid input or when it exceeds maxLength bytes. */
+/** Bytes an option delta or length takes beyond the option's first byte (RFC 7252 §3.1). */
+function extBytes(n: number): number {
+  return n < 13 ? 0 : n < 269 ? 1 : 2;
+}
+
+/** Writes the 4-bit nibble of an option delta or length and returns it; the extended bytes follow at `pos`. */
+function nibble(n: number): number {
+  return n < 13 ? n : n < 269 ? 13 : 14;
+}
+
+function writeExt(buf: Buffer, pos: number, n: number): number {
+  if (n < 13) return pos;
+  if (n < 269) {
+    buf[pos] = n - 13;
+    return pos + 1;
+  }
+  buf.writeUInt16BE(n - 269, pos);
+  return pos + 2;
+}
+
+const TYPE_BITS: Readonly<Record<CoapType, number>> = { CON: 0, NON: 1, ACK: 2, RST: 3 };
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Encodes a message (RFC 7252 §3) into one buffer of exactly its size; options go out in option-number order (a
+ * stable sort: repeated options such as Uri-Path keep their order). Throws (RangeError/Error) on invalid input or
+ * when it exceeds maxLength bytes.
+ */
 export function encodeMessage(msg: OutgoingMessage, maxLength = 1152): Buffer {
   const code = normaliseCode(msg.code);
   if (code === undefined) throw new RangeError(`invalid CoAP code '${msg.code}'`);
-  const token = msg.token ?? Buffer.alloc(0);
+  const token = msg.token ?? EMPTY;
   if (token.length > 8) throw new RangeError('token longer than 8 bytes');
   if (!Number.isInteger(msg.messageId) || msg.messageId < 0 || msg.messageId > 0xffff) {
     throw new RangeError(`message id ${msg.messageId} out of range`);
   }
-  const options = (msg.options ?? []).map((o) => {
-    const num = optionNumber(o.name);
-    if (num === undefined) throw new RangeError(`unknown option '${o.name}'`);
-    // coap-packet accepts either form; a number keeps the sort numeric for unknown options.
-    return { name: NUMBER_TO_NAME.get(num) ?? String(num), value: o.value };
-  });
-  const payload = msg.payload ?? Buffer.alloc(0);
+  const type = TYPE_BITS[msg.type];
+  if (type === undefined) throw new RangeError(`invalid CoAP type '${String(msg.type)}'`);
+  const options = msg.options ?? [];
+  const payload = msg.payload ?? EMPTY;
   if (code === '0.00' && (token.length > 0 || options.length > 0 || payload.length > 0)) {
     throw new RangeError('an empty message carries no token, options or payload');
   }
-  return packet.generate(
-    {
-      code,
-      messageId: msg.messageId,
-      token,
-      options: options as packet.Option[],
-      payload,
-      confirmable: msg.type === 'CON',
-      ack: msg.type === 'ACK',
-      reset: msg.type === 'RST',
-    },
-    maxLength,
-  );
+  const n = options.length;
+  const numbers = new Array<number>(n);
+  let sorted = true;
+  for (let i = 0; i < n; i++) {
+    const o = options[i];
+    const num = optionNumber(o.name);
+    if (num === undefined) throw new RangeError(`unknown option '${o.name}'`);
+    if (!Buffer.isBuffer(o.value)) throw new TypeError(`option '${o.name}' needs a Buffer value`);
+    if (o.value.length > 65535 + 269) throw new RangeError(`option '${o.name}' value too long`);
+    numbers[i] = num;
+    if (i > 0 && num < numbers[i - 1]) sorted = false;
+  }
+  let order: number[] | undefined;
+  if (!sorted) order = Array.from({ length: n }, (_, i) => i).sort((a, b) => numbers[a] - numbers[b] || a - b);
+
+  let length = 4 + token.length;
+  let prev = 0;
+  for (let k = 0; k < n; k++) {
+    const i = order ? order[k] : k;
+    const delta = numbers[i] - prev;
+    const len = options[i].value.length;
+    length += 1 + extBytes(delta) + extBytes(len) + len;
+    prev = numbers[i];
+  }
+  if (payload.length > 0) length += 1 + payload.length;
+  if (length > maxLength) throw new Error(`Max packet size is ${maxLength}: current is ${length}`);
+
+  const buf = Buffer.allocUnsafe(length);
+  buf[0] = 0x40 | (type << 4) | token.length;
+  buf[1] = (Number(code.charAt(0)) << 5) | Number(code.slice(2));
+  buf.writeUInt16BE(msg.messageId, 2);
+  let pos = 4 + token.copy(buf, 4);
+  prev = 0;
+  for (let k = 0; k < n; k++) {
+    const i = order ? order[k] : k;
+    const delta = numbers[i] - prev;
+    const value = options[i].value;
+    buf[pos++] = (nibble(delta) << 4) | nibble(value.length);
+    pos = writeExt(buf, pos, delta);
+    pos = writeExt(buf, pos, value.length);
+    pos += value.copy(buf, pos);
+    prev = numbers[i];
+  }
+  if (payload.length > 0) {
+    buf[pos++] = 0xff;
+    payload.copy(buf, pos);
+  }
+  return buf;
 }
 
 /** Empty ACK or RST for a message id. */

@@ -95,6 +95,8 @@ function validate(def: ObjectDef): void {
  */
 export class ObjectModel {
   private readonly objects = new Map<number, ObjectDef>();
+  /** namesFor: name by path string (null: none), for the paths results keep coming back with; emptied by add(). */
+  private readonly nameCache = new Map<string, string | null>();
 
   /** `defs` omitted: the shipped core set. Pass `[]` for an empty model. */
   constructor(defs?: readonly ObjectDef[]) {
@@ -122,6 +124,7 @@ export class ObjectModel {
   add(def: ObjectDef): void {
     validate(def);
     this.objects.set(def.id, def);
+    this.nameCache.clear();
   }
 
   /** Parses DDF XML, adds every Object it defines and returns them. Throws `Lwm2mModelError` for non-DDF input. */
@@ -209,16 +212,25 @@ export class ObjectModel {
     const out: Record<string, string> = {};
     if (values === null || typeof values !== 'object') return out;
     for (const key of Object.keys(values)) {
-      let d: PathDescription;
-      try {
-        d = this.describe(key);
-      } catch {
-        continue;
-      }
-      const name = d.resourceId !== undefined ? d.resourceName : d.objectName;
-      if (name !== undefined) out[key] = name;
+      const name = this.nameOf(key);
+      if (name !== null) out[key] = name;
     }
     return out;
+  }
+
+  /** The name namesFor gives a path key, or null; cached (at most 4,096 paths, then the cache starts over). */
+  private nameOf(key: string): string | null {
+    let name = this.nameCache.get(key);
+    if (name !== undefined) return name;
+    try {
+      const d = this.describe(key);
+      name = (d.resourceId !== undefined ? d.resourceName : d.objectName) ?? null;
+    } catch {
+      name = null;
+    }
+    if (this.nameCache.size >= 4096) this.nameCache.clear();
+    this.nameCache.set(key, name);
+    return name;
   }
 
   /**
