@@ -527,6 +527,22 @@ describe('SenML JSON (110)', () => {
     assert.deepEqual(decodeContent(ContentFormat.SENML_JSON, Buffer.from(DEVICE_SENML), P('/3/0'), model), DEVICE_VALUES);
   });
 
+  it('decodes the RFC 8428 §5.1.5 example (every value kind: v, vs, vb, vd) as printed in the RFC', () => {
+    const rfc = `[
+    {"bn":"urn:dev:ow:10e2073a01080063:","n":"temp","u":"Cel","v":23.1},
+    {"n":"label","vs":"Machine Room"},
+    {"n":"open","vb":false},
+    {"n":"nfv-reader","vd":"aGkgCg"}
+  ]`;
+    const bn = 'urn:dev:ow:10e2073a01080063:';
+    assert.deepEqual(decodeSenmlJsonRecords(Buffer.from(rfc)), [
+      { name: `${bn}temp`, kind: 'v', value: 23.1 },
+      { name: `${bn}label`, kind: 'vs', value: 'Machine Room' },
+      { name: `${bn}open`, kind: 'vb', value: false },
+      { name: `${bn}nfv-reader`, kind: 'vd', value: Buffer.from('hi \n') },
+    ]);
+  });
+
   it('encodes the Device values in the same form', () => {
     const out = encodeContent(ContentFormat.SENML_JSON, P('/3/0'), DEVICE_VALUES, model).toString();
     assert.deepEqual(JSON.parse(out), JSON.parse(DEVICE_SENML));
