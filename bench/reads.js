@@ -27,7 +27,8 @@ async function main() {
   const dir = PROFILE ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-reads-')) : undefined;
   const execArgv = ['--expose-gc', ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] : []), ...(TRACE_GC ? ['--trace-gc'] : []), ...(process.env.BENCH_SERVER_ARGS ? process.env.BENCH_SERVER_ARGS.split(' ') : [])];
   const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv, name: 'server' });
-  const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}` }));
+  const fleetArgs = process.env.BENCH_FLEET_ARGS ? process.env.BENCH_FLEET_ARGS.split(' ') : [];
+  const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: fleetArgs }));
   const windows = [];
   try {
     const { port } = await server.call('start', { pskFrom: 0, pskCount: N, hsFrom: 1_000_000, hsCount: 1 });
