@@ -7,14 +7,11 @@
 import assert from 'node:assert/strict';
 import * as packet from 'coap-packet';
 import { decodeMessage, encodeMessage, optionName, type CoapOption, type CoapType } from '../src/coap/message';
+import { seededRandom } from './support/random';
 
 describe('CoAP encoder', () => {
   it('writes what coap-packet writes for 3,000 random messages, and decodes them back', () => {
-    let seed = 4242;
-    const rnd = (n: number): number => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return seed % n;
-    };
+    const rnd = seededRandom(4242);
     const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
     const numbers = [1, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 17, 20, 23, 27, 28, 35, 39, 60, 258, 2049, 65000];
     const types: CoapType[] = ['CON', 'NON', 'ACK', 'RST'];

@@ -5,14 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { SmallMap } from '../src/coap/small-map';
+import { seededRandom } from './support/random';
 
 describe('SmallMap', () => {
   it('matches Map over 20,000 random set/delete/get/has/clear operations', () => {
-    let seed = 12345;
-    const rnd = (n: number): number => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return seed % n;
-    };
+    const rnd = seededRandom(12345);
     for (const keys of [[0, 1, 2, 3, 4, 5], ['a', 'b', 'c', 'd']] as Array<Array<number | string>>) {
       const small = new SmallMap<number | string, number>();
       const ref = new Map<number | string, number>();
