@@ -194,7 +194,8 @@ describe('Scale-out: two server instances sharing a Redis store', function () {
     // B's request waits in A's mailbox…
     const waiting = b.request({ endpoint: 'dev-a', operation: 'read', path: '/3/0/0', timeout: 10000 });
     let settled = false;
-    void waiting.then(() => (settled = true), () => (settled = true));
+    let settledWith: unknown;
+    void waiting.then((r) => { settled = true; settledWith = r; }, (e) => { settled = true; settledWith = e; });
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(settled, false);
     assert.equal(dev.requestsHandled, 0);
@@ -204,7 +205,7 @@ describe('Scale-out: two server instances sharing a Redis store', function () {
     await adopted;
     door.target = b.ports.coaps;
     await new Promise((r) => setTimeout(r, 200));
-    assert.equal(settled, false, 'still waiting for the device');
+    assert.equal(settled, false, `still waiting for the device (${String((settledWith as Error)?.message ?? JSON.stringify(settledWith))})`);
     assert.equal((await dev.update()).code, '2.04');
     const res = await waiting;
     assert.equal(res.payload, 'Open Mobile Alliance');

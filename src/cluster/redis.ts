@@ -412,7 +412,11 @@ export class RedisClusterStore extends EventEmitter implements ClusterStore {
     }
     for (const [id, p] of [...this.pending]) {
       if (this.gone.get(p.to) === true) continue;
-      if (!(await check(p.to))) this.settle(id, undefined, ownerGone(p.req.endpoint, p.to));
+      if (await check(p.to)) continue;
+      // An instance that hands over writes its hand-off before it stops counting as alive, and announces 'gone'
+      // after: between the two, its forwarded requests are about to come back as 'closed' and be sent again.
+      if ((await this.pub?.exists(this.key('handoff', p.to))) === 1) continue;
+      this.settle(id, undefined, ownerGone(p.req.endpoint, p.to));
     }
   }
 
