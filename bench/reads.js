@@ -27,7 +27,8 @@ async function main() {
   const dir = PROFILE ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-reads-')) : undefined;
   const execArgv = ['--expose-gc', ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] : []), ...(TRACE_GC ? ['--trace-gc'] : []), ...(process.env.BENCH_SERVER_ARGS ? process.env.BENCH_SERVER_ARGS.split(' ') : [])];
   const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv, name: 'server' });
-  const fleetArgs = process.env.BENCH_FLEET_ARGS ? process.env.BENCH_FLEET_ARGS.split(' ') : [];
+  // as in run.js: a small young generation for the fleet (short fleet GC pauses), unless BENCH_FLEET_ARGS says otherwise
+  const fleetArgs = process.env.BENCH_FLEET_ARGS !== undefined ? process.env.BENCH_FLEET_ARGS.split(' ').filter(Boolean) : ['--max-semi-space-size=2'];
   const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: fleetArgs }));
   const windows = [];
   try {

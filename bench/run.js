@@ -13,7 +13,7 @@
  * BENCH_SECONDS (seconds per throughput phase, default 10 / quick 3), BENCH_FLEET_PROCS (fleet processes for the
  * reads, the echo and the handshakes; default 1: the echo limit is then between two Node processes, as the issue
  * defines it, and the server, the fleet and nothing else share the 2 cores),
- * BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
+ * BENCH_FLEET_ARGS (Node options of the fleet processes, default --max-semi-space-size=2), BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
  * built copy of the package: the directory holding its dist/ and nodes/), BENCH_HEAP=0 (skip the heap snapshots).
  */
 const fs = require('node:fs');
@@ -44,6 +44,13 @@ const HS_FROM = 1_000_000;
 const HS_IDS = 64;
 const HOST = '127.0.0.1';
 const SERVER = path.join(__dirname, 'server-proc.js');
+/**
+ * Node options of the simulated fleet (not of the measured server, which runs with Node's defaults). A small young
+ * generation keeps the fleet's own garbage collections short: each one pauses every simulated device at once, and
+ * with Node's default size (up to 16 MiB per semi-space) those pauses (mostly releasing the per-record cipher
+ * objects) reached ~10 ms and showed up in the server's latency figures. BENCH_FLEET_ARGS overrides.
+ */
+const FLEET_ARGS = process.env.BENCH_FLEET_ARGS !== undefined ? process.env.BENCH_FLEET_ARGS.split(' ').filter(Boolean) : ['--max-semi-space-size=2'];
 const FLEET = path.join(__dirname, 'fleet.js');
 const HARD_LIMIT_MS = (QUICK ? 2 : 10) * 60_000;
 
@@ -160,7 +167,7 @@ async function phase(name, fn, group = false) {
 /** Phase group 1: the registered fleet against one server: registrations, memory at 10k, reads, latency, echo, handshakes. */
 async function mainServer() {
   const server = spawn(SERVER, { execArgv: ['--expose-gc'], name: 'server' });
-  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}` }));
+  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}`, execArgv: FLEET_ARGS }));
   try {
     const { port, before, afterPsk } = await server.call('start', { pskFrom: 0, pskCount: CFG.devices, hsFrom: HS_FROM, hsCount: HS_IDS });
     const heapDir = CFG.heap ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-bench-heap-')) : undefined;
@@ -289,7 +296,7 @@ async function mainServer() {
 /** Phase group 2: the pooled read through a Node-RED flow (lwm2m-request node, built nodes/lwm2m.js). */
 async function noderedServer() {
   const server = spawn(SERVER, { execArgv: ['--expose-gc'], name: 'node-red server' });
-  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}` }));
+  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}`, execArgv: FLEET_ARGS }));
   try {
     const n = CFG.noderedDevices;
     const { port } = await server.call('noderedStart', { pskFrom: 0, pskCount: n });
@@ -312,7 +319,7 @@ async function noderedServer() {
 async function profileServer() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-bench-prof-'));
   const server = spawn(SERVER, { execArgv: ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'], name: 'profiled server' });
-  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}` }));
+  const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}`, execArgv: FLEET_ARGS }));
   let window;
   try {
     const n = Math.min(CFG.devices, 1000);
@@ -337,7 +344,7 @@ async function bigFleet() {
   const n = CFG.bigDevices;
   const procs = Math.max(1, Math.ceil(n / CFG.perProcSockets));
   const server = spawn(SERVER, { execArgv: ['--expose-gc', '--max-old-space-size=8192'], name: 'big server' });
-  const fleets = Array.from({ length: procs }, (_, i) => spawn(FLEET, { name: `bigfleet${i}` }));
+  const fleets = Array.from({ length: procs }, (_, i) => spawn(FLEET, { name: `bigfleet${i}`, execArgv: FLEET_ARGS }));
   try {
     const { port, before, afterPsk } = await server.call('start', { pskFrom: 0, pskCount: n, hsFrom: HS_FROM, hsCount: 1 });
     // One loopback address per fleet process once the fleet needs more ports than one address offers.
