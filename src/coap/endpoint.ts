@@ -13,8 +13,6 @@
  */
 import { randomBytes, randomFillSync } from 'crypto';
 import { SmallMap } from './small-map';
-
-const NO_BYTES = Buffer.alloc(0);
 import type { Channel, LogFn } from '../channel';
 import {
   ChannelClosedError,
@@ -56,6 +54,9 @@ import {
   queryOptions,
   szxForSize,
 } from './message';
+
+/** What an acknowledged exchange keeps instead of its datagram. */
+const NO_BYTES = Buffer.alloc(0);
 
 export interface CoapRequestInit {
   method: CoapMethod;
@@ -1524,10 +1525,11 @@ export class CoapEndpoint {
   private uriPathOptions(segments: readonly string[]): CoapOption[] {
     const out: CoapOption[] = [];
     for (const seg of segments) {
-      let o = seg.length <= 16 ? this.segmentOptions.get(seg) : undefined;
+      const cacheable = seg.length <= 16;
+      let o = cacheable ? this.segmentOptions.get(seg) : undefined;
       if (!o) {
         [o] = pathOptions([seg]);
-        if (seg.length <= 16) {
+        if (cacheable) {
           if (this.segmentOptions.size >= 1024) this.segmentOptions.clear();
           this.segmentOptions.set(seg, o);
         }
