@@ -24,6 +24,7 @@ import {
 } from './pool';
 import type { ClusterStore } from './cluster/types';
 import { fromJsonSafe, toJsonSafe } from './cluster/codec';
+import { BatchedSender } from './pool/batched-sender';
 
 /**
  * Everything needed to carry a running server over to a new instance (redeploy) or a new process (restart):
@@ -249,6 +250,9 @@ export class Lwm2mServer extends EventEmitter {
   };
   private coapSocket?: dgram.Socket;
   private coapsSocket?: dgram.Socket;
+  /** Datagrams leave each port in batches, one per I/O phase (see BatchedSender). */
+  private readonly coapSender = new BatchedSender(() => this.coapSocket, (err) => this.socketError(err));
+  private readonly coapsSender = new BatchedSender(() => this.coapsSocket, (err) => this.socketError(err));
   private timers: NodeJS.Timeout[] = [];
   private serial = 0;
   private started = false;
@@ -289,7 +293,7 @@ export class Lwm2mServer extends EventEmitter {
     if (options.psk) this.security.replaceAll(options.psk);
     this.coap = new CoapEndpoint({ ...this.opts.coap, onRequest: (req, ch) => this.onCoapRequest(req, ch), log });
     this.dtls = new DtlsServer({
-      send: (data, port, address) => this.coapsSocket?.send(data, port, address, (err) => err && this.socketError(err)),
+      send: (data, port, address) => this.coapsSender.send(data, port, address),
       pskLookup: (identity) => this.security.keyFor(identity),
       certificate: options.certificate,
       trustedCAs: options.trustedCAs,
@@ -354,7 +358,7 @@ export class Lwm2mServer extends EventEmitter {
       if (this.opts.cluster) await this.opts.cluster.attach(this);
       if (this.opts.coapPort > 0) {
         this.coapSocket = await this.bindSocket(this.opts.coapPort, (msg, rinfo) => {
-          const ch = udpChannel(this.coapSocket as dgram.Socket, rinfo.address, rinfo.port, (e) => this.socketError(e));
+          const ch = udpChannel(this.coapSender, rinfo.address, rinfo.port);
           this.coap.handle(ch, msg);
         });
       }
@@ -576,7 +580,7 @@ export class Lwm2mServer extends EventEmitter {
   private plainChannelOf(endpoint: string): Channel | undefined {
     const reg = this.registry.byEndpoint(endpoint);
     if (!reg || reg.secure || !this.coapSocket) return undefined;
-    return udpChannel(this.coapSocket, reg.address, reg.port, (e) => this.socketError(e));
+    return udpChannel(this.coapSender, reg.address, reg.port);
   }
 
   /** Notifications of observations that came over from a previous instance go out as 'notification' events. */
@@ -624,9 +628,13 @@ export class Lwm2mServer extends EventEmitter {
     this.pool.closeAll();
     this.dtls.close({ notify: opts.notify !== false && !handedOver });
     this.dtlsChannels.clear();
+    this.coapSender.flush();
+    this.coapsSender.flush(); // the close_notify alerts
     await Promise.all([this.coapSocket, this.coapsSocket].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : undefined)));
     this.coapSocket = undefined;
     this.coapsSocket = undefined;
+    this.coapSender.clear();
+    this.coapsSender.clear();
     this.registry.removeAllListeners();
     this.registry.clear();
     await this.opts.cluster?.close();
@@ -910,7 +918,7 @@ export class Lwm2mServer extends EventEmitter {
       }
     } else {
       if (!this.coapSocket) throw new Lwm2mRequestError('the plain CoAP port is off', 'transport');
-      channel = udpChannel(this.coapSocket, reg.address, reg.port, (e) => this.socketError(e));
+      channel = udpChannel(this.coapSender, reg.address, reg.port);
     }
 
     const registration = reg;

@@ -1,21 +1,16 @@
 import type { Socket } from 'node:dgram';
+import type { BatchedSender } from './batched-sender';
 import type { Channel } from '../channel';
 
-/** A plain (NoSec) CoAP peer on the server's UDP socket. */
-export function udpChannel(socket: Socket, address: string, port: number, onError: (err: Error) => void): Channel {
+/** A plain (NoSec) CoAP peer on the server's UDP socket; its datagrams leave through the socket's sender. */
+export function udpChannel(sender: BatchedSender, address: string, port: number): Channel {
   return {
     key: `udp:${address}:${port}`,
     address,
     port,
     secure: false,
     send(data: Buffer): void {
-      try {
-        socket.send(data, port, address, (err) => {
-          if (err) onError(err);
-        });
-      } catch (err) {
-        onError(err as Error);
-      }
+      sender.send(data, port, address);
     },
   };
 }

@@ -1,0 +1,64 @@
+import type { Socket } from 'node:dgram';
+
+/** Datagrams held at most before a flush happens without waiting for the end of the I/O phase. */
+const MAX_HELD = 64;
+
+/**
+ * Sends a socket's datagrams at the end of the event loop's current I/O phase (`setImmediate`) instead of one by one
+ * as they are produced. A burst of received datagrams (libuv reads up to 32 per wake-up) then produces its answers
+ * back to back: on loopback and in virtual machines, where a send to a sleeping receiver pays for waking it, only the
+ * first send of a burst does, and the server's system time per exchange drops by about a third. Order is kept;
+ * latency grows by at most the processing time of one I/O phase (capped by flushing every 64 datagrams).
+ */
+export class BatchedSender {
+  private readonly data: Buffer[] = [];
+  private readonly ports: number[] = [];
+  private readonly addresses: string[] = [];
+  private immediate?: NodeJS.Immediate;
+  private readonly afterSend: (err: Error | null) => void;
+  private readonly flushNow = (): void => this.flush();
+
+  constructor(private readonly socket: () => Socket | undefined, onError: (err: Error) => void) {
+    this.afterSend = (err) => {
+      if (err) onError(err);
+    };
+  }
+
+  send(data: Buffer, port: number, address: string): void {
+    this.data.push(data);
+    this.ports.push(port);
+    this.addresses.push(address);
+    if (this.data.length >= MAX_HELD) this.flush();
+    else this.immediate ??= setImmediate(this.flushNow);
+  }
+
+  /** Sends everything held now. */
+  flush(): void {
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
+    const n = this.data.length;
+    if (n === 0) return;
+    const socket = this.socket();
+    for (let i = 0; socket && i < n; i++) {
+      try {
+        socket.send(this.data[i], this.ports[i], this.addresses[i], this.afterSend);
+      } catch (err) {
+        this.afterSend(err as Error); // socket closed meanwhile, or a bad address
+      }
+    }
+    this.data.length = 0;
+    this.ports.length = 0;
+    this.addresses.length = 0;
+  }
+
+  /** Drops what is held (the socket is closing) and cancels the pending flush. */
+  clear(): void {
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
+    this.data.length = 0;
+    this.ports.length = 0;
+    this.addresses.length = 0;
+  }
+}
