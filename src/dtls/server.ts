@@ -6,6 +6,7 @@ import { type CachedSession, type ResumptionState, SessionCache } from './cache'
 import { type CertificateOptions, loadServerCredentials, loadTrustedCAs } from './certs';
 import { CookieJar } from './cookie';
 import { KeyStore } from './keystore';
+import { CipherContexts } from './ccm';
 import {
   DecodeError, type HandshakeFragment, HandshakeType, decodeClientHello, encodeHandshake, encodeHelloVerifyRequest,
   isComplete, MessageAssembler, parseHandshakeFragments,
@@ -122,6 +123,8 @@ export class DtlsServer extends EventEmitter {
   private readonly callbacks: HandshakeCallbacks;
   /** Key blocks of the established sessions. */
   private readonly keyStore = new KeyStore();
+  /** The CCM contexts of sessions in use (taken back when they go idle). */
+  private readonly cipherContexts = new CipherContexts();
   private closed = false;
 
   constructor(opts: DtlsServerOptions) {
@@ -386,7 +389,7 @@ export class DtlsServer extends EventEmitter {
     // The session's keys move into the key store (the handshake's copy is zeroed) and its ciphers read them there.
     const keys = keyMaterialOf(result.suite, this.keyStore.copy(result.keys.block));
     result.keys.block.fill(0);
-    const ciphers = serverCiphers(result.suite, keys);
+    const ciphers = serverCiphers(result.suite, keys, this.cipherContexts);
     result.writer.cipher = ciphers.write;
     const session = new DtlsSession({
       address: result.address,
@@ -536,7 +539,7 @@ export class DtlsServer extends EventEmitter {
       parts[i].fill(0);
     }
     const keys = keyMaterialOf(suite, block);
-    const ciphers = serverCiphers(suite, keys);
+    const ciphers = serverCiphers(suite, keys, this.cipherContexts);
     const writer = new RecordWriter(0);
     writer.epoch1Seq = st.writeSeq;
     writer.cipher = ciphers.write;
@@ -621,6 +624,7 @@ export class DtlsServer extends EventEmitter {
     this.sessionsByCid.clear();
     this.cache?.clear();
     this.keyStore.clear();
+    this.cipherContexts.close();
   }
 
   /** close({ notify: false }): hand-over to another instance after exportSessions(). */

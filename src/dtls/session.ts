@@ -279,7 +279,9 @@ export class DtlsSession extends LazyEventEmitter implements Channel {
     if (sendCloseNotify) this.sendAlert(AlertLevel.warning, AlertDescription.close_notify);
     this._closed = true;
     this.finalFlight = undefined;
+    this.writer.cipher?.dispose?.();
     this.writer.cipher = undefined;
+    this.readCipher.dispose?.();
     const suite = suiteByName(this.cipherSuite);
     if (this.keyBlock && suite) {
       // An ended session forgets its keys (the ciphers read them from this block); with 'detached' the state lives on

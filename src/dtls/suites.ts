@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { CcmContext, type CipherContexts, type ContextHolder } from './ccm';
 import { prf } from './prf';
 import { writeSeq } from './record';
 
@@ -121,6 +122,8 @@ export interface RecordCipher {
   encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer;
   /** Returns the plaintext, or undefined when the record does not authenticate. Never throws. */
   decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined;
+  /** Lets go of anything held beyond the key block (the session ended). */
+  dispose?(): void;
 }
 
 const TLS12_CID = 25;
@@ -173,15 +176,50 @@ const CCM_8: AeadMode = Object.freeze({ algorithm: 'aes-128-ccm', tagLength: 8 }
 const CCM: AeadMode = Object.freeze({ algorithm: 'aes-128-ccm', tagLength: 16 });
 const GCM: AeadMode = Object.freeze({ algorithm: 'aes-128-gcm', tagLength: 16 });
 
+/** Records a CCM cipher protects on the one-shot path before it makes long-lived contexts (the handshake's Finished
+ * and the Register exchange stay there, so a registered but idle device holds none). */
+const ONE_SHOT_RECORDS = 2;
+
 /**
  * AES-128-CCM (RFC 6655 §3, tag 16 or 8) and AES-128-GCM (RFC 5288 §3, tag 16), RFC 5246 §6.2.3.3:
  * nonce = fixed IV (4) ‖ explicit nonce (8); the explicit nonce is the record's epoch and sequence number.
  * Holds only the key block's ArrayBuffer and offsets (no Buffer views kept per session); a record takes short-lived
- * views of its key and IV.
+ * views of its key and IV. CCM records of a session in use go through a CcmContext (two long-lived AES contexts)
+ * instead of a new OpenSSL CCM context per record; `contexts` takes it back when the session goes idle.
  */
-class AeadCipher implements RecordCipher {
+class AeadCipher implements RecordCipher, ContextHolder {
+  /** CCM: the number of records done on the one-shot path, then the live context. */
+  private ccm: number | CcmContext = 0;
+
   constructor(private readonly mode: AeadMode, private readonly block: ArrayBuffer, private readonly keyOffset: number,
-      private readonly ivOffset: number) {}
+      private readonly ivOffset: number, private readonly contexts?: CipherContexts) {}
+
+  get context(): CcmContext | undefined {
+    return typeof this.ccm === 'number' ? undefined : this.ccm;
+  }
+
+  releaseContext(): void {
+    if (typeof this.ccm !== 'number') this.ccm = ONE_SHOT_RECORDS;
+  }
+
+  dispose(): void {
+    this.releaseContext();
+    this.contexts?.forget(this);
+  }
+
+  /** The CCM context to use for this record, made on first need; undefined while still on the one-shot path. */
+  private ccmContext(): CcmContext | undefined {
+    const c = this.ccm;
+    if (typeof c !== 'number') return c;
+    if (c < ONE_SHOT_RECORDS) {
+      this.ccm = c + 1;
+      return undefined;
+    }
+    const ctx = new CcmContext(new Uint8Array(this.block, this.keyOffset, AES_KEY), this.mode.tagLength);
+    this.ccm = ctx;
+    this.contexts?.track(this);
+    return ctx;
+  }
 
   private nonce(): Buffer {
     const nonce = Buffer.allocUnsafe(FIXED_IV + EXPLICIT_NONCE);
@@ -193,16 +231,24 @@ class AeadCipher implements RecordCipher {
     const { algorithm, tagLength } = this.mode;
     const nonce = this.nonce();
     writeSeq(nonce, FIXED_IV, epoch, seq);
-    const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
     const aad = additionalData(type, version, epoch, seq, plaintext.length, cid);
     let ct: Buffer;
     let tag: Buffer;
     if (algorithm === 'aes-128-ccm') {
+      const ctx = this.ccmContext();
+      if (ctx) {
+        const out = Buffer.allocUnsafe(EXPLICIT_NONCE + plaintext.length + tagLength);
+        nonce.copy(out, 0, FIXED_IV);
+        ctx.seal(nonce, aad, plaintext, out, EXPLICIT_NONCE);
+        return out;
+      }
+      const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
       const c = createCipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
       c.setAAD(aad, { plaintextLength: plaintext.length });
       ct = Buffer.concat([c.update(aeadInput(plaintext)), c.final()]);
       tag = c.getAuthTag();
     } else {
+      const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
       const c = createCipheriv('aes-128-gcm', key, nonce, { authTagLength: tagLength });
       c.setAAD(aad);
       ct = Buffer.concat([c.update(plaintext), c.final()]);
@@ -216,13 +262,16 @@ class AeadCipher implements RecordCipher {
     if (fragment.length < EXPLICIT_NONCE + tagLength) return undefined;
     const nonce = this.nonce();
     fragment.copy(nonce, FIXED_IV, 0, EXPLICIT_NONCE);
-    const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
     const ct = fragment.subarray(EXPLICIT_NONCE, fragment.length - tagLength);
     const tag = fragment.subarray(fragment.length - tagLength);
     const aad = additionalData(type, version, epoch, seq, ct.length, cid);
     try {
-      // OpenSSL compares the tag in constant time; a mismatch makes final (CCM: update) throw.
+      // OpenSSL compares the tag in constant time; a mismatch makes final (CCM: update) throw. CcmContext.open
+      // compares with timingSafeEqual.
       if (algorithm === 'aes-128-ccm') {
+        const ctx = this.ccmContext();
+        if (ctx) return ctx.open(nonce, aad, ct, tag);
+        const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
         const d = createDecipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
         d.setAuthTag(tag);
         d.setAAD(aad, { plaintextLength: ct.length });
@@ -230,6 +279,7 @@ class AeadCipher implements RecordCipher {
         d.final();
         return pt;
       }
+      const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
       const d = createDecipheriv('aes-128-gcm', key, nonce, { authTagLength: tagLength });
       d.setAuthTag(tag);
       d.setAAD(aad);
@@ -313,25 +363,29 @@ class CbcSha256Cipher implements RecordCipher {
 export interface CipherPair { read: RecordCipher; write: RecordCipher }
 
 /** A cipher over one direction's key, IV and MAC key (views into keys.block, whose ArrayBuffer it keeps). */
-function makeCipher(suite: CipherSuiteInfo, keys: KeyMaterial, key: Buffer, iv: Buffer, macKey: Buffer): RecordCipher {
+function makeCipher(suite: CipherSuiteInfo, keys: KeyMaterial, key: Buffer, iv: Buffer, macKey: Buffer,
+    contexts?: CipherContexts): RecordCipher {
   const block = keys.block.buffer;
   if (!(block instanceof ArrayBuffer) || key.buffer !== block || iv.buffer !== block || macKey.buffer !== block ||
       key.length !== AES_KEY) {
     throw new TypeError('key material must be views into its key block');
   }
   switch (suite.kind) {
-    case 'ccm8': return new AeadCipher(CCM_8, block, key.byteOffset, iv.byteOffset);
-    case 'ccm': return new AeadCipher(CCM, block, key.byteOffset, iv.byteOffset);
+    case 'ccm8': return new AeadCipher(CCM_8, block, key.byteOffset, iv.byteOffset, contexts);
+    case 'ccm': return new AeadCipher(CCM, block, key.byteOffset, iv.byteOffset, contexts);
     case 'gcm': return new AeadCipher(GCM, block, key.byteOffset, iv.byteOffset);
     default: return new CbcSha256Cipher(block, key.byteOffset, macKey.byteOffset);
   }
 }
 
-/** Server side: read with the client write keys, write with the server write keys. */
-export function serverCiphers(suite: CipherSuiteInfo, keys: KeyMaterial): CipherPair {
+/**
+ * Server side: read with the client write keys, write with the server write keys. With `contexts`, CCM ciphers of a
+ * session in use keep long-lived AES contexts that `contexts` takes back when the session goes idle.
+ */
+export function serverCiphers(suite: CipherSuiteInfo, keys: KeyMaterial, contexts?: CipherContexts): CipherPair {
   return {
-    read: makeCipher(suite, keys, keys.clientKey, keys.clientIv, keys.clientMacKey),
-    write: makeCipher(suite, keys, keys.serverKey, keys.serverIv, keys.serverMacKey),
+    read: makeCipher(suite, keys, keys.clientKey, keys.clientIv, keys.clientMacKey, contexts),
+    write: makeCipher(suite, keys, keys.serverKey, keys.serverIv, keys.serverMacKey, contexts),
   };
 }
 

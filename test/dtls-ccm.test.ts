@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import 'should';
+import { CcmContext, CipherContexts } from '../src/dtls/ccm';
+import { CIPHER_SUITES, clientCiphers, deriveKeys, serverCiphers } from '../src/dtls/suites';
+import { seededRandom } from './support/random';
+
+/** Node's (OpenSSL's) one-shot AES-128-CCM: ciphertext ‖ tag. */
+function opensslSeal(key: Buffer, nonce: Buffer, aad: Buffer, pt: Buffer, tagLength: number): Buffer {
+  const c = createCipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
+  c.setAAD(aad, { plaintextLength: pt.length });
+  const ct = Buffer.concat([c.update(pt.length ? pt : Buffer.alloc(1).subarray(0, 0)), c.final()]);
+  return Buffer.concat([ct, c.getAuthTag()]);
+}
+
+function opensslOpen(key: Buffer, nonce: Buffer, aad: Buffer, sealed: Buffer, tagLength: number): Buffer | undefined {
+  const ct = sealed.subarray(0, sealed.length - tagLength);
+  try {
+    const d = createDecipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
+    d.setAuthTag(sealed.subarray(sealed.length - tagLength));
+    d.setAAD(aad, { plaintextLength: ct.length });
+    const pt = d.update(ct.length ? ct : Buffer.alloc(1).subarray(0, 0));
+    d.final();
+    return pt;
+  } catch {
+    return undefined;
+  }
+}
+
+function seal(ctx: CcmContext, nonce: Buffer, aad: Buffer, pt: Buffer, tagLength: number): Buffer {
+  const out = Buffer.alloc(pt.length + tagLength);
+  ctx.seal(nonce, aad, pt, out, 0);
+  return out;
+}
+
+describe('AES-128-CCM over long-lived AES contexts (CcmContext)', () => {
+  it('gives the NIST SP 800-38C example 3 bytes (12-byte nonce, 8-byte tag)', () => {
+    const key = Buffer.from('404142434445464748494a4b4c4d4e4f', 'hex');
+    const nonce = Buffer.from('101112131415161718191a1b', 'hex');
+    const aad = Buffer.from('000102030405060708090a0b0c0d0e0f10111213', 'hex');
+    const pt = Buffer.from('202122232425262728292a2b2c2d2e2f3031323334353637', 'hex');
+    const expected = 'e3b201a9f5b71a7a9b1ceaeccd97e70b6176aad9a4428aa5484392fbc1b09951';
+    const ctx = new CcmContext(key, 8);
+    seal(ctx, nonce, aad, pt, 8).toString('hex').should.equal(expected);
+    // the same context again (its CBC chain has moved on) and then opening it
+    seal(ctx, nonce, aad, pt, 8).toString('hex').should.equal(expected);
+    const sealed = Buffer.from(expected, 'hex');
+    ctx.open(nonce, aad, sealed.subarray(0, 24), sealed.subarray(24))!.equals(pt).should.be.true();
+  });
+
+  for (const tagLength of [8, 16]) {
+    it(`matches OpenSSL's aes-128-ccm byte for byte on 3,000 random records in a row (tag ${tagLength})`, () => {
+      const rnd = seededRandom(tagLength);
+      const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
+      const key = bytes(16);
+      const ctx = new CcmContext(key, tagLength);
+      for (let i = 0; i < 3000; i++) {
+        // lengths around block boundaries and up to a large CoAP payload; AAD of DTLS (13) and DTLS CID (23 + cid) sizes
+        const len = i < 100 ? i : rnd(1400);
+        const aad = bytes([13, 24, 31, 2, 14][i % 5]);
+        const nonce = bytes(12);
+        const pt = bytes(len);
+        const expected = opensslSeal(key, nonce, aad, pt, tagLength);
+        const got = seal(ctx, nonce, aad, pt, tagLength);
+        assert.ok(got.equals(expected), `record ${i} (${len} bytes) differs`);
+        // every other record is opened by the same context, so sealing and opening interleave on its CBC chain
+        if (i % 2 === 0) {
+          const opened = ctx.open(nonce, aad, got.subarray(0, len), got.subarray(len));
+          assert.ok(opened && opened.equals(pt), `record ${i} does not open`);
+        }
+      }
+    });
+  }
+
+  it('opens what OpenSSL sealed, and refuses every tampered byte, a wrong nonce, AAD or tag length', () => {
+    const key = randomBytes(16);
+    const ctx = new CcmContext(key, 8);
+    for (const len of [0, 1, 15, 16, 17, 33, 200]) {
+      const nonce = randomBytes(12);
+      const aad = randomBytes(13);
+      const pt = randomBytes(len);
+      const sealed = opensslSeal(key, nonce, aad, pt, 8);
+      const open = (s: Buffer, n = nonce, a = aad): Buffer | undefined => ctx.open(n, a, s.subarray(0, s.length - 8), s.subarray(s.length - 8));
+      open(sealed)!.equals(pt).should.be.true();
+      for (let i = 0; i < sealed.length; i++) {
+        const t = Buffer.from(sealed);
+        t[i] ^= 0x80;
+        assert.equal(open(t), undefined, `flipped byte ${i} of ${len}`);
+        assert.equal(opensslOpen(key, nonce, aad, t, 8), undefined); // OpenSSL agrees
+      }
+      const otherNonce = Buffer.from(nonce);
+      otherNonce[11] ^= 1;
+      assert.equal(open(sealed, otherNonce), undefined);
+      const otherAad = Buffer.from(aad);
+      otherAad[0] ^= 1;
+      assert.equal(open(sealed, nonce, otherAad), undefined);
+      assert.equal(ctx.open(nonce, aad, sealed.subarray(0, len), sealed.subarray(len, len + 4)), undefined); // short tag
+      open(sealed)!.equals(pt).should.be.true(); // failures leave the context usable
+    }
+  });
+
+  it('refuses a nonce that is not 12 bytes', () => {
+    const ctx = new CcmContext(randomBytes(16), 8);
+    assert.throws(() => seal(ctx, randomBytes(13), randomBytes(13), randomBytes(5), 8), /12 bytes/);
+  });
+});
+
+describe('CCM record ciphers and their contexts (CipherContexts)', () => {
+  const suite = CIPHER_SUITES.TLS_PSK_WITH_AES_128_CCM_8;
+
+  it('a session makes its contexts only after the first two records each way; the sweep takes idle ones back', () => {
+    const contexts = new CipherContexts(60_000);
+    try {
+      const keys = deriveKeys(suite, randomBytes(48), randomBytes(32), randomBytes(32));
+      const client = clientCiphers(suite, keys);
+      const server = serverCiphers(suite, keys, contexts);
+      const exchange = (seq: number): void => {
+        const req = client.write.encrypt(23, 0xfefd, 1, seq, Buffer.from(`ping ${seq}`));
+        server.read.decrypt(23, 0xfefd, 1, seq, req)!.toString().should.equal(`ping ${seq}`);
+        const res = server.write.encrypt(23, 0xfefd, 1, seq, Buffer.from(`pong ${seq}`));
+        client.read.decrypt(23, 0xfefd, 1, seq, res)!.toString().should.equal(`pong ${seq}`);
+      };
+      exchange(1); // the handshake's Finished
+      exchange(2); // Register
+      contexts.size.should.equal(0);
+      exchange(3);
+      contexts.size.should.equal(2); // read and write
+      contexts.sweep(); // used since the last sweep: kept, marked unused
+      contexts.size.should.equal(2);
+      exchange(4);
+      contexts.sweep();
+      contexts.size.should.equal(2);
+      contexts.sweep(); // a whole period unused: released
+      contexts.size.should.equal(0);
+      exchange(5); // made again on the next use, same keys
+      contexts.size.should.equal(2);
+      // a forged record still fails on the context path
+      const forged = client.write.encrypt(23, 0xfefd, 1, 6, Buffer.from('x'));
+      forged[forged.length - 1] ^= 1;
+      assert.equal(server.read.decrypt(23, 0xfefd, 1, 6, forged), undefined);
+      server.read.dispose!();
+      server.write.dispose!();
+      contexts.size.should.equal(0);
+    } finally {
+      contexts.close();
+    }
+  });
+});
