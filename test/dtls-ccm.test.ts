@@ -145,4 +145,30 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
       contexts.close();
     }
   });
+
+  it('at most `max` ciphers hold a context; the others keep working on the one-shot path', () => {
+    const contexts = new CipherContexts(60_000, 3);
+    try {
+      const sessions = Array.from({ length: 4 }, () => {
+        const keys = deriveKeys(suite, randomBytes(48), randomBytes(32), randomBytes(32));
+        return { client: clientCiphers(suite, keys), server: serverCiphers(suite, keys, contexts) };
+      });
+      for (let seq = 1; seq <= 5; seq++) {
+        for (const { client, server } of sessions) {
+          const req = client.write.encrypt(23, 0xfefd, 1, seq, Buffer.from(`q${seq}`));
+          server.read.decrypt(23, 0xfefd, 1, seq, req)!.toString().should.equal(`q${seq}`);
+          const res = server.write.encrypt(23, 0xfefd, 1, seq, Buffer.from(`r${seq}`));
+          client.read.decrypt(23, 0xfefd, 1, seq, res)!.toString().should.equal(`r${seq}`);
+        }
+      }
+      contexts.size.should.equal(3);
+      contexts.hasRoom.should.be.false();
+      contexts.sweep();
+      contexts.sweep(); // all idle now: released, room again
+      contexts.size.should.equal(0);
+      contexts.hasRoom.should.be.true();
+    } finally {
+      contexts.close();
+    }
+  });
 });

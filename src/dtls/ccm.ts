@@ -112,18 +112,25 @@ export interface ContextHolder {
 }
 
 /**
- * The record ciphers of one DTLS server that hold CCM contexts (~1.5 KB of OpenSSL and V8 memory each). A cipher
- * makes its contexts only once its session is in use beyond the handshake and Register exchange, and this sweep takes
- * them back from ciphers unused for one to two `idleMs` periods, so an idle fleet holds none. One per server instance.
+ * The record ciphers of one DTLS server that hold a CcmContext (~3.3 KB of RSS each, nearly all OpenSSL's: two
+ * contexts). A cipher makes its context only once its session is in use beyond the handshake and Register exchange;
+ * at most `max` ciphers hold one (4,096 by default, ~13 MB: the busiest 2,048 sessions), the others stay on the
+ * one-shot path; the sweep takes contexts back from ciphers unused for one to two `idleMs` periods, so an idle fleet
+ * holds none. One per server instance.
  */
 export class CipherContexts {
   private readonly live = new Set<ContextHolder>();
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly idleMs = 10_000) {}
+  constructor(private readonly idleMs = 10_000, private readonly max = 4096) {}
 
   get size(): number {
     return this.live.size;
+  }
+
+  /** Whether another holder may make a context (beyond `max`, ciphers stay on the one-shot path until a sweep). */
+  get hasRoom(): boolean {
+    return this.live.size < this.max;
   }
 
   track(holder: ContextHolder): void {

@@ -215,6 +215,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
       this.ccm = c + 1;
       return undefined;
     }
+    if (this.contexts && !this.contexts.hasRoom) return undefined;
     const ctx = new CcmContext(new Uint8Array(this.block, this.keyOffset, AES_KEY), this.mode.tagLength);
     this.ccm = ctx;
     this.contexts?.track(this);
