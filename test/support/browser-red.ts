@@ -92,9 +92,11 @@ export async function startNodeRed(opts: StartOptions): Promise<RedProcess> {
       clearTimeout(t);
     }
   };
-  const pattern = opts.readyPattern ?? /Started flows/;
+  // red.js starts the runtime (which logs "Started flows") before its HTTP server listens ("Server now running at"):
+  // ready means both.
+  const patterns = opts.readyPattern ? [opts.readyPattern] : [/Started flows/, /Server now running at/];
   const until = Date.now() + (opts.timeoutMs ?? 30000);
-  while (!pattern.test(out)) {
+  while (!patterns.every((p) => p.test(out))) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`Node-RED exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${out}`);
     if (Date.now() > until) {
       await stop();
