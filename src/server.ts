@@ -95,7 +95,7 @@ export interface Lwm2mServerOptions {
   trustedCAs?: string[];
   /** CoAP settings: ackTimeoutMs, ackRandomFactor, maxRetransmit, blockSize (16..1024), maxBodySize, … */
   coap?: Omit<CoapEndpointOptions, 'onRequest' | 'log'>;
-  dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number };
+  dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number; maxCipherContexts?: number };
   model?: ObjectModel;
   /** A folder of extra DDF XML object definitions to load into the object model. */
   modelDir?: string;
@@ -870,7 +870,7 @@ export class Lwm2mServer extends EventEmitter {
     }
     const cancelling = op.operation === 'cancel-observe' || op.operation === 'cancel-observe-composite';
     const observing = op.operation === 'observe' || op.operation === 'observe-composite';
-    const key = observationKey(op.composite, op.paths);
+    const key = observing || cancelling ? observationKey(op.composite, op.paths) : '';
     let cancelled: Observation | undefined;
     if (cancelling) {
       cancelled = this.observations.get(reg.endpoint, key);
@@ -910,7 +910,13 @@ export class Lwm2mServer extends EventEmitter {
     let entry: PoolEntry | undefined;
     let reused = false;
     const usesPool = reg.secure || (this.pool.mode === 'outbound' && this.security.byEndpoint(reg.endpoint) !== undefined);
-    if (usesPool) {
+    const ready = usesPool ? this.pool.readyEntry(reg.endpoint) : undefined;
+    if (ready) {
+      // the session is up: no promise hop
+      channel = ready.channel as Channel;
+      entry = ready;
+      reused = true;
+    } else if (usesPool) {
       try {
         ({ channel, entry, reused } = await this.pool.channelFor(reg.endpoint));
       } catch (err) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import 'should';
 import { CcmContext, CipherContexts } from '../src/dtls/ccm';
+import { encodeRecord, parseDatagram } from '../src/dtls/record';
 import { CIPHER_SUITES, clientCiphers, deriveKeys, serverCiphers } from '../src/dtls/suites';
 import { seededRandom } from './support/random';
 
@@ -123,6 +124,7 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
       exchange(1); // the handshake's Finished
       exchange(2); // Register
       contexts.size.should.equal(0);
+      assert.equal(server.write.sealRecord!(23, 0xfefd, 1, 3, Buffer.from('x')), undefined); // no context yet
       exchange(3);
       contexts.size.should.equal(2); // read and write
       contexts.sweep(); // used since the last sweep: kept, marked unused
@@ -134,6 +136,16 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
       contexts.size.should.equal(0);
       exchange(5); // made again on the next use, same keys
       contexts.size.should.equal(2);
+      // the one-buffer record (header included) is the same bytes as framing encrypt's output, and opens
+      assert.equal(server.write.sealRecord!(23, 0xfefd, 1, 9, Buffer.from('x')) === undefined, false);
+      for (const len of [0, 1, 16, 40, 300]) {
+        const pt = randomBytes(len);
+        const whole = server.write.sealRecord!(23, 0xfefd, 1, 100 + len, pt)!;
+        const framed = encodeRecord(23, 0xfefd, 1, 100 + len, server.write.encrypt(23, 0xfefd, 1, 100 + len, pt));
+        assert.ok(whole.equals(framed), `record of ${len} bytes`);
+        const rec = parseDatagram(whole, 0).records[0];
+        client.read.decrypt(rec.type, rec.version, rec.epoch, rec.seq, rec.fragment)!.equals(pt).should.be.true();
+      }
       // a forged record still fails on the context path
       const forged = client.write.encrypt(23, 0xfefd, 1, 6, Buffer.from('x'));
       forged[forged.length - 1] ^= 1;

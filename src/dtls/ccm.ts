@@ -82,7 +82,7 @@ export class CcmContext {
     if (n > 0xffffff || aad.length >= 0xff00) throw new RangeError('CCM input too long');
     const aadBlocks = aad.length === 0 ? 0 : Math.ceil((aad.length + 2) / BLOCK);
     const pBlocks = Math.ceil(n / BLOCK);
-    const b = Buffer.alloc((1 + aadBlocks + pBlocks) * BLOCK);
+    const b = Buffer.allocUnsafe((1 + aadBlocks + pBlocks) * BLOCK).fill(0); // from Node's pool, zeroed (padding)
     b[0] = (aad.length > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2;
     nonce.copy(b, 1);
     b[13] = n >>> 16;
@@ -114,15 +114,15 @@ export interface ContextHolder {
 /**
  * The record ciphers of one DTLS server that hold a CcmContext (~3.3 KB of RSS each, nearly all OpenSSL's: two
  * contexts). A cipher makes its context only once its session is in use beyond the handshake and Register exchange;
- * at most `max` ciphers hold one (4,096 by default, ~13 MB: the busiest 2,048 sessions), the others stay on the
- * one-shot path; the sweep takes contexts back from ciphers unused for one to two `idleMs` periods, so an idle fleet
- * holds none. One per server instance.
+ * at most `max` ciphers hold one (DtlsServer's maxCipherContexts), the others stay on the one-shot path; the sweep
+ * takes contexts back from ciphers unused for one to two `idleMs` periods, so an idle fleet holds none. One per
+ * server instance.
  */
 export class CipherContexts {
   private readonly live = new Set<ContextHolder>();
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly idleMs = 10_000, private readonly max = 4096) {}
+  constructor(private readonly idleMs = 10_000, private readonly max = 16384) {}
 
   get size(): number {
     return this.live.size;

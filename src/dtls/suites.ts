@@ -124,6 +124,8 @@ export interface RecordCipher {
   decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined;
   /** Lets go of anything held beyond the key block (the session ended). */
   dispose?(): void;
+  /** Optional fast path: the whole record without a CID (header included), or undefined to use encrypt. */
+  sealRecord?(type: number, version: number, epoch: number, seq: number, plaintext: Buffer): Buffer | undefined;
 }
 
 const TLS12_CID = 25;
@@ -156,6 +158,7 @@ export function additionalData(type: number, version: number, epoch: number, seq
 }
 
 const EXPLICIT_NONCE = 8;
+const RECORD_HEADER = 13;
 const FIXED_IV = 4;
 const AES_KEY = 16;
 
@@ -220,6 +223,27 @@ class AeadCipher implements RecordCipher, ContextHolder {
     this.ccm = ctx;
     this.contexts?.track(this);
     return ctx;
+  }
+
+  /**
+   * The whole record (header ‖ explicit nonce ‖ ciphertext ‖ tag) in one buffer, when this is a CCM cipher with a live
+   * context; undefined otherwise (the caller then uses encrypt and frames the result).
+   */
+  sealRecord(type: number, version: number, epoch: number, seq: number, plaintext: Buffer): Buffer | undefined {
+    const ctx = this.context;
+    if (!ctx) return undefined;
+    const n = plaintext.length;
+    const fragmentLength = EXPLICIT_NONCE + n + this.mode.tagLength;
+    const out = Buffer.allocUnsafe(RECORD_HEADER + fragmentLength);
+    out[0] = type;
+    out.writeUInt16BE(version, 1);
+    writeSeq(out, 3, epoch, seq);
+    out.writeUInt16BE(fragmentLength, 11);
+    const nonce = this.nonce();
+    writeSeq(nonce, FIXED_IV, epoch, seq);
+    nonce.copy(out, RECORD_HEADER, FIXED_IV);
+    ctx.seal(nonce, additionalData(type, version, epoch, seq, n), plaintext, out, RECORD_HEADER + EXPLICIT_NONCE);
+    return out;
   }
 
   private nonce(): Buffer {

@@ -53,7 +53,8 @@ export class RecordWriter {
       return encodeRecord(ContentType.tls12_cid, DTLS_1_2, 1, seq,
         this.cipher.encrypt(ContentType.tls12_cid, DTLS_1_2, 1, seq, inner, cid), cid);
     }
-    return encodeRecord(type, DTLS_1_2, 1, seq, this.cipher.encrypt(type, DTLS_1_2, 1, seq, payload));
+    return this.cipher.sealRecord?.(type, DTLS_1_2, 1, seq, payload) ??
+      encodeRecord(type, DTLS_1_2, 1, seq, this.cipher.encrypt(type, DTLS_1_2, 1, seq, payload));
   }
 
   /** All messages of a flight, each in its own record, in one datagram. */
