@@ -7,6 +7,7 @@ import type { Channel, LogFn } from './channel';
 import { CoapEndpoint, CoapTimeoutError, type CoapEndpointOptions, type CoapMessage, type CoapResponseInit } from './coap';
 import { DtlsServer, type DtlsSession } from './dtls';
 import type { DtlsSessionState } from './dtls/session';
+import { ContentType } from './dtls/record';
 import { ObjectModel } from './lwm2m/model';
 import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput, type PreparedOperation } from './lwm2m/operations';
 import { parsePath } from './lwm2m/path';
@@ -252,7 +253,7 @@ export class Lwm2mServer extends EventEmitter {
   private coapsSocket?: dgram.Socket;
   /** Datagrams leave each port in batches, one per I/O phase (see BatchedSender). */
   private readonly coapSender = new BatchedSender(() => this.coapSocket, (err) => this.socketError(err));
-  private readonly coapsSender = new BatchedSender(() => this.coapsSocket, (err) => this.socketError(err));
+  private readonly coapsSender = new BatchedSender(() => this.coapsSocket, (err) => this.socketError(err), notApplicationData);
   private timers: NodeJS.Timeout[] = [];
   private serial = 0;
   private started = false;
@@ -1133,4 +1134,13 @@ function mailboxView(entry: MailboxEntry): MailboxEntry {
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * DTLS datagrams that are not application data (handshake flights, HelloVerifyRequest, alerts) leave at once: a
+ * handshake waits for each of its round trips in turn, so holding them to the end of the I/O phase slows it down.
+ */
+function notApplicationData(datagram: Buffer): boolean {
+  const type = datagram[0];
+  return type !== ContentType.application_data && type !== ContentType.tls12_cid;
 }

@@ -61,6 +61,17 @@ describe('BatchedSender (datagrams sent once per I/O phase)', () => {
     assert.equal(sent.length, 65);
   });
 
+  it('an urgent datagram (e.g. a DTLS handshake flight) goes out at once, after what was held, in order', () => {
+    const sent: string[] = [];
+    const socket = { send: (d: Buffer) => { sent.push(d.toString()); } } as unknown as dgram.Socket;
+    const sender = new BatchedSender(() => socket, () => undefined, (d) => d[0] === 0x48 /* 'H' */);
+    sender.send(Buffer.from('a1'), 1, '127.0.0.1');
+    sender.send(Buffer.from('a2'), 1, '127.0.0.1');
+    assert.deepEqual(sent, []);
+    sender.send(Buffer.from('H3'), 1, '127.0.0.1');
+    assert.deepEqual(sent, ['a1', 'a2', 'H3']);
+  });
+
   it('clear() drops what is held; a closed socket reports an error instead of throwing', async () => {
     const errors: Error[] = [];
     const sender = new BatchedSender(() => tx, (e) => errors.push(e));

@@ -18,7 +18,12 @@ export class BatchedSender {
   private readonly afterSend: (err: Error | null) => void;
   private readonly flushNow = (): void => this.flush();
 
-  constructor(private readonly socket: () => Socket | undefined, onError: (err: Error) => void) {
+  /**
+   * `urgent(data)`: datagrams that go out at once (with everything held before them, in order) instead of waiting for
+   * the end of the phase, e.g. DTLS handshake flights, whose round trips a handshake waits for one after another.
+   */
+  constructor(private readonly socket: () => Socket | undefined, onError: (err: Error) => void,
+      private readonly urgent?: (data: Buffer) => boolean) {
     this.afterSend = (err) => {
       if (err) onError(err);
     };
@@ -28,7 +33,7 @@ export class BatchedSender {
     this.data.push(data);
     this.ports.push(port);
     this.addresses.push(address);
-    if (this.data.length >= MAX_HELD) this.flush();
+    if (this.data.length >= MAX_HELD || (this.urgent !== undefined && this.urgent(data))) this.flush();
     else this.immediate ??= setImmediate(this.flushNow);
   }
 
