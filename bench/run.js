@@ -13,7 +13,8 @@
  * BENCH_SECONDS (seconds per throughput phase, default 10 / quick 3), BENCH_FLEET_PROCS (fleet processes for the
  * reads, the echo and the handshakes; default 1: the echo limit is then between two Node processes, as the issue
  * defines it, and the server, the fleet and nothing else share the 2 cores),
- * BENCH_FLEET_ARGS (Node options of the fleet processes, default --max-semi-space-size=2), BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
+ * BENCH_FLEET_ARGS (Node options of the fleet processes, default --max-semi-space-size=2), BENCH_FLEET_CCM=0 (the fleet's
+ * devices without long-lived CCM contexts), BENCH_CIPHER_CONTEXTS (the server's dtls.maxCipherContexts), BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
  * built copy of the package: the directory holding its dist/ and nodes/), BENCH_HEAP=0 (skip the heap snapshots).
  */
 const fs = require('node:fs');

@@ -10,8 +10,8 @@
  *   registered  number of registered endpoints
  *   coapChannels  CoAP channels that still hold state (duplicate-detection entries and the like)
  *   smaps       RSS by kind of mapping (malloc heap, anonymous, files)
- *   heapSample  { ms, all }  sampling heap profile over ms: where the objects still alive at the end were allocated
- *               (all: every allocation, collected or not)
+ *   heapSample  { ms, all, major }  sampling heap profile over ms: where the objects still alive at the end were
+ *               allocated (all: every allocation, collected or not; major: also those promoted and then collected)
  *   mem         process.memoryUsage() after gc()
  *   load        { from, count, window, durationMs, warmupMs, rate? }  LwM2M Read /3/0/0 round trips
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
@@ -59,7 +59,8 @@ async function start({ pskFrom, pskCount, hsFrom, hsCount }) {
   const { Lwm2mServer } = require(path.join(ROOT, 'dist/index.js'));
   server = new Lwm2mServer({
     bind: '127.0.0.1', coapPort: 0, coapsPort: await freeUdpPort(), maxSessions: 250_000, idleTimeout: 3600,
-    dtls: { maxHandshakes: 5000 },
+    // BENCH_CIPHER_CONTEXTS: the server's dtls.maxCipherContexts (default: the server's own)
+    dtls: { maxHandshakes: 5000, ...(process.env.BENCH_CIPHER_CONTEXTS ? { maxCipherContexts: Number(process.env.BENCH_CIPHER_CONTEXTS) } : {}) },
   });
   server.on('error', () => undefined);
   const before = memory();
@@ -86,13 +87,14 @@ function smaps() {
   return out;
 }
 
-async function heapSample({ ms, all = false }) {
+async function heapSample({ ms, all = false, major = false }) {
   const inspector = require('node:inspector');
   const session = new inspector.Session();
   session.connect();
   const post = (m, p) => new Promise((res, rej) => session.post(m, p, (e, r) => (e ? rej(e) : res(r))));
   // all: every allocation, including objects already collected (allocation profile), not only the survivors
-  await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: all, includeObjectsCollectedByMinorGC: all });
+  // major: also what died in a major GC (objects that were promoted, then died), but not what died young
+  await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: all || major, includeObjectsCollectedByMinorGC: all });
   await new Promise((r) => setTimeout(r, ms));
   const { profile } = await post('HeapProfiler.stopSampling');
   session.disconnect();
