@@ -219,7 +219,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
       return undefined;
     }
     if (this.contexts && !this.contexts.hasRoom) return undefined;
-    const ctx = new CcmContext(new Uint8Array(this.block, this.keyOffset, AES_KEY), this.mode.tagLength);
+    const ctx = new CcmContext(this.key(), this.mode.tagLength);
     this.ccm = ctx;
     this.contexts?.track(this);
     return ctx;
@@ -232,18 +232,27 @@ class AeadCipher implements RecordCipher, ContextHolder {
   sealRecord(type: number, version: number, epoch: number, seq: number, plaintext: Buffer): Buffer | undefined {
     const ctx = this.context;
     if (!ctx) return undefined;
-    const n = plaintext.length;
-    const fragmentLength = EXPLICIT_NONCE + n + this.mode.tagLength;
+    const fragmentLength = EXPLICIT_NONCE + plaintext.length + this.mode.tagLength;
     const out = Buffer.allocUnsafe(RECORD_HEADER + fragmentLength);
     out[0] = type;
     out.writeUInt16BE(version, 1);
     writeSeq(out, 3, epoch, seq);
     out.writeUInt16BE(fragmentLength, 11);
+    this.sealFragment(ctx, type, version, epoch, seq, plaintext, out, RECORD_HEADER);
+    return out;
+  }
+
+  /** Writes explicit nonce ‖ ciphertext ‖ tag into `out` at `at` through the live context. */
+  private sealFragment(ctx: CcmContext, type: number, version: number, epoch: number, seq: number, plaintext: Buffer,
+      out: Buffer, at: number, cid?: Buffer): void {
     const nonce = this.nonce();
     writeSeq(nonce, FIXED_IV, epoch, seq);
-    nonce.copy(out, RECORD_HEADER, FIXED_IV);
-    ctx.seal(nonce, additionalData(type, version, epoch, seq, n), plaintext, out, RECORD_HEADER + EXPLICIT_NONCE);
-    return out;
+    nonce.copy(out, at, FIXED_IV);
+    ctx.seal(nonce, additionalData(type, version, epoch, seq, plaintext.length, cid), plaintext, out, at + EXPLICIT_NONCE);
+  }
+
+  private key(): Uint8Array {
+    return new Uint8Array(this.block, this.keyOffset, AES_KEY);
   }
 
   private nonce(): Buffer {
@@ -254,26 +263,24 @@ class AeadCipher implements RecordCipher, ContextHolder {
 
   encrypt(type: number, version: number, epoch: number, seq: number, plaintext: Buffer, cid?: Buffer): Buffer {
     const { algorithm, tagLength } = this.mode;
+    const ctx = algorithm === 'aes-128-ccm' ? this.ccmContext() : undefined;
+    if (ctx) {
+      const out = Buffer.allocUnsafe(EXPLICIT_NONCE + plaintext.length + tagLength);
+      this.sealFragment(ctx, type, version, epoch, seq, plaintext, out, 0, cid);
+      return out;
+    }
     const nonce = this.nonce();
     writeSeq(nonce, FIXED_IV, epoch, seq);
     const aad = additionalData(type, version, epoch, seq, plaintext.length, cid);
+    const key = this.key();
     let ct: Buffer;
     let tag: Buffer;
     if (algorithm === 'aes-128-ccm') {
-      const ctx = this.ccmContext();
-      if (ctx) {
-        const out = Buffer.allocUnsafe(EXPLICIT_NONCE + plaintext.length + tagLength);
-        nonce.copy(out, 0, FIXED_IV);
-        ctx.seal(nonce, aad, plaintext, out, EXPLICIT_NONCE);
-        return out;
-      }
-      const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
       const c = createCipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
       c.setAAD(aad, { plaintextLength: plaintext.length });
       ct = Buffer.concat([c.update(aeadInput(plaintext)), c.final()]);
       tag = c.getAuthTag();
     } else {
-      const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
       const c = createCipheriv('aes-128-gcm', key, nonce, { authTagLength: tagLength });
       c.setAAD(aad);
       ct = Buffer.concat([c.update(plaintext), c.final()]);
@@ -296,7 +303,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
       if (algorithm === 'aes-128-ccm') {
         const ctx = this.ccmContext();
         if (ctx) return ctx.open(nonce, aad, ct, tag);
-        const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
+        const key = this.key();
         const d = createDecipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
         d.setAuthTag(tag);
         d.setAAD(aad, { plaintextLength: ct.length });
@@ -304,7 +311,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
         d.final();
         return pt;
       }
-      const key = new Uint8Array(this.block, this.keyOffset, AES_KEY);
+      const key = this.key();
       const d = createDecipheriv('aes-128-gcm', key, nonce, { authTagLength: tagLength });
       d.setAuthTag(tag);
       d.setAAD(aad);

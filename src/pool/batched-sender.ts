@@ -39,23 +39,15 @@ export class BatchedSender {
 
   /** Sends everything held now. */
   flush(): void {
-    if (this.immediate) {
-      clearImmediate(this.immediate);
-      this.immediate = undefined;
-    }
-    const n = this.data.length;
-    if (n === 0) return;
     const socket = this.socket();
-    for (let i = 0; socket && i < n; i++) {
+    for (let i = 0; socket && i < this.data.length; i++) {
       try {
         socket.send(this.data[i], this.ports[i], this.addresses[i], this.afterSend);
       } catch (err) {
         this.afterSend(err as Error); // socket closed meanwhile, or a bad address
       }
     }
-    this.data.length = 0;
-    this.ports.length = 0;
-    this.addresses.length = 0;
+    this.clear();
   }
 
   /** Drops what is held (the socket is closing) and cancels the pending flush. */

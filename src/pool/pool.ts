@@ -109,16 +109,16 @@ export class SessionPool {
     return entry;
   }
 
-  /**
-   * The channel to use for a request: the bound inbound session, or the outbound session (dialling it when
-   * there is none; concurrent callers share the one dial).
-   */
   /** The entry of `endpoint` when it has a live session now (no waiting), else undefined: channelFor's fast path. */
   readyEntry(endpoint: string): PoolEntry | undefined {
     const entry = this.entries.get(endpoint);
     return entry?.channel ? entry : undefined;
   }
 
+  /**
+   * The channel to use for a request: the bound inbound session, or the outbound session (dialling it when
+   * there is none; concurrent callers share the one dial).
+   */
   async channelFor(endpoint: string): Promise<{ channel: Channel; entry: PoolEntry; reused: boolean }> {
     const entry = this.entries.get(endpoint);
     if (!entry) throw new PoolError(`no pooled session for endpoint "${endpoint}"`);
