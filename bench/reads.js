@@ -40,7 +40,7 @@ async function main() {
       const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE });
       windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));
       console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), ` +
-        `sys ${res.sysPct?.toFixed(0)} %, p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}, load ${os.loadavg()[0].toFixed(2)}`);
+        `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}, load ${os.loadavg()[0].toFixed(2)}`);
     }
   } finally {
     await Promise.all([server, ...fleets].map((c) => c.exit()));

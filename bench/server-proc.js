@@ -20,6 +20,7 @@
  *   stop / exit
  */
 const dgram = require('node:dgram');
+const { PerformanceObserver, constants } = require('node:perf_hooks');
 const path = require('node:path');
 const keys = require('./lib/keys');
 const { serveCommands } = require('./lib/child');
@@ -87,26 +88,26 @@ function smaps() {
   return out;
 }
 
-async function heapSample({ ms, all = false, major = false }) {
+async function heapSample({ ms, all = false, major = false, depth = 2, interval = 4096, top = 25 }) {
   const inspector = require('node:inspector');
   const session = new inspector.Session();
   session.connect();
   const post = (m, p) => new Promise((res, rej) => session.post(m, p, (e, r) => (e ? rej(e) : res(r))));
   // all: every allocation, including objects already collected (allocation profile), not only the survivors
   // major: also what died in a major GC (objects that were promoted, then died), but not what died young
-  await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: all || major, includeObjectsCollectedByMinorGC: all });
+  await post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: all || major, includeObjectsCollectedByMinorGC: all });
   await new Promise((r) => setTimeout(r, ms));
   const { profile } = await post('HeapProfiler.stopSampling');
   session.disconnect();
   const agg = new Map();
   const walk = (n, stack) => {
     const here = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}`;
-    const st = [...stack, here].slice(-2);
+    const st = [...stack, here].slice(-depth);
     if (n.selfSize > 0) agg.set(st.join(' < '), (agg.get(st.join(' < ')) || 0) + n.selfSize);
     for (const c of n.children) walk(c, st);
   };
   walk(profile.head, []);
-  return [...agg].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  return [...agg].sort((a, b) => b[1] - a[1]).slice(0, top);
 }
 
 function memory() {
@@ -137,7 +138,8 @@ function makeRead() {
  * Closed loop (window requests always outstanding) or, with `rate`, open loop (requests started on schedule).
  * Counts only what completes inside the measuring window (after warmupMs).
  */
-async function load({ from, count, window, durationMs, warmupMs = 1000, rate }) {
+async function load({ from, count, window, durationMs, warmupMs = 1000, rate, slowMs }) {
+  const slow = [];
   const eps = endpoints(from, count);
   const read = makeRead();
   const lat = new Float64Array(2_000_000);
@@ -148,6 +150,18 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate }) 
   const t0 = performance.now();
   const mStart = t0 + warmupMs;
   const mEnd = mStart + durationMs;
+  // garbage collections inside the measuring window: count and pause time by kind
+  const gc = { minor: 0, major: 0, minorMs: 0, majorMs: 0, maxMs: 0 };
+  const gcObs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (e.startTime < mStart || e.startTime > mEnd) continue;
+      const major = e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR;
+      gc[major ? 'major' : 'minor']++;
+      gc[major ? 'majorMs' : 'minorMs'] += e.duration;
+      gc.maxMs = Math.max(gc.maxMs, e.duration);
+    }
+  });
+  gcObs.observe({ entryTypes: ['gc'] });
   let cpu0 = process.cpuUsage();
   let hr0 = process.hrtime.bigint();
   const armCpu = setTimeout(() => {
@@ -163,6 +177,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate }) 
       if (good) ok++;
       else failed++;
       if (nLat < lat.length) lat[nLat++] = e - s;
+      if (slowMs !== undefined && e - s >= slowMs && slow.length < 10_000) slow.push([Math.round(s - t0), Math.round(e - s)]);
     }
   };
   if (!rate) {
@@ -197,12 +212,13 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate }) 
     });
   }
   clearTimeout(armCpu);
+  gcObs.disconnect();
   const cpu = process.cpuUsage(cpu0);
   const wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
   return {
     ok, failed, rps: ok / (durationMs / 1000), latency: summary(lat, nLat),
     cpuPct: (100 * (cpu.user + cpu.system)) / wallUs, sysPct: (100 * cpu.system) / wallUs,
-    windowHr: [hr0.toString(), process.hrtime.bigint().toString()],
+    windowHr: [hr0.toString(), process.hrtime.bigint().toString()], slow, t0, gc,
   };
 }
 
