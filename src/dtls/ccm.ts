@@ -1,4 +1,4 @@
-import { type Cipher, createCipheriv, timingSafeEqual } from 'node:crypto';
+import { type Cipher, createCipheriv } from 'node:crypto';
 
 const BLOCK = 16;
 /** DTLS 1.2 AEAD nonces are 12 bytes (RFC 6655 §3), so CCM's length field is L = 15 - 12 = 3 bytes. */
@@ -21,6 +21,13 @@ export class CcmContext {
   private readonly ecb: Cipher;
   /** The CBC context's current chaining value (its last output block). */
   private readonly chain = Buffer.alloc(BLOCK);
+  /** Scratch for the counter blocks and the MAC input of a record (grown on need; only the AES outputs are new). */
+  private ctr: Buffer = Buffer.alloc(0);
+  private macIn: Buffer = Buffer.alloc(0);
+  private readonly expected: Buffer;
+  /** Scratch the record layer builds a record's nonce and additional data in (used synchronously, one record at a time). */
+  readonly nonceScratch = Buffer.alloc(NONCE);
+  readonly aadScratch = Buffer.alloc(13);
   /** Set on each use; the owner's idle sweep clears it (see CipherContexts). */
   used = true;
 
@@ -29,30 +36,49 @@ export class CcmContext {
     this.cbc.setAutoPadding(false);
     this.ecb = createCipheriv('aes-128-ecb', key, null);
     this.ecb.setAutoPadding(false);
+    this.expected = Buffer.alloc(tagLength);
   }
 
   /** ciphertext ‖ tag of `plaintext`, written into `out` at `offset` (which must have room for both). */
   seal(nonce: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): void {
     this.used = true;
-    const ks = this.keyStream(nonce, plaintext.length);
     const n = plaintext.length;
+    const ks = this.keyStream(nonce, n);
     for (let i = 0; i < n; i++) out[offset + i] = plaintext[i] ^ ks[BLOCK + i];
-    const mac = this.mac(nonce, aad, plaintext);
+    const mac = this.mac(nonce, aad, plaintext, 0, n);
     for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[i];
   }
 
   /** The plaintext of `ciphertext`, or undefined when `tag` does not authenticate it (compared in constant time). */
   open(nonce: Buffer, aad: Buffer, ciphertext: Buffer, tag: Buffer): Buffer | undefined {
-    this.used = true;
     if (tag.length !== this.tagLength) return undefined;
-    const ks = this.keyStream(nonce, ciphertext.length);
     const n = ciphertext.length;
+    const joined = Buffer.allocUnsafe(n + tag.length);
+    ciphertext.copy(joined, 0);
+    tag.copy(joined, n);
+    return this.openIn(nonce, aad, joined, 0, joined.length);
+  }
+
+  /**
+   * open() over `data[start, end)` holding ciphertext ‖ tag (no views made of it); the plaintext is a new buffer.
+   * Undefined when it does not authenticate or is shorter than the tag.
+   */
+  openIn(nonce: Buffer, aad: Buffer, data: Buffer, start: number, end: number): Buffer | undefined {
+    this.used = true;
+    const tagLength = this.tagLength;
+    const n = end - start - tagLength;
+    if (n < 0) return undefined;
+    const ks = this.keyStream(nonce, n);
     const plaintext = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) plaintext[i] = ciphertext[i] ^ ks[BLOCK + i];
-    const mac = this.mac(nonce, aad, plaintext);
-    const expected = Buffer.allocUnsafe(this.tagLength);
-    for (let i = 0; i < this.tagLength; i++) expected[i] = mac[i] ^ ks[i];
-    if (!timingSafeEqual(expected, tag)) {
+    for (let i = 0; i < n; i++) plaintext[i] = data[start + i] ^ ks[BLOCK + i];
+    const mac = this.mac(nonce, aad, plaintext, 0, n);
+    const expected = this.expected;
+    let diff = 0;
+    for (let i = 0; i < tagLength; i++) {
+      expected[i] = mac[i] ^ ks[i];
+      diff |= expected[i] ^ data[start + n + i]; // every byte compared, no early exit
+    }
+    if (diff !== 0) {
       plaintext.fill(0);
       return undefined;
     }
@@ -63,10 +89,10 @@ export class CcmContext {
   private keyStream(nonce: Buffer, n: number): Buffer {
     if (nonce.length !== NONCE) throw new RangeError('CCM nonce must be 12 bytes');
     const blocks = 1 + Math.ceil(n / BLOCK);
-    const a = Buffer.allocUnsafe(blocks * BLOCK);
+    const a = this.ctr.length === blocks * BLOCK ? this.ctr : (this.ctr = Buffer.alloc(blocks * BLOCK));
     for (let i = 0, o = 0; i < blocks; i++, o += BLOCK) {
       a[o] = 2; // L - 1
-      nonce.copy(a, o + 1);
+      for (let j = 0; j < NONCE; j++) a[o + 1 + j] = nonce[j];
       a[o + 13] = i >>> 16;
       a[o + 14] = (i >>> 8) & 0xff;
       a[o + 15] = i & 0xff;
@@ -76,29 +102,31 @@ export class CcmContext {
     return ks;
   }
 
-  /** The CBC-MAC T (first tagLength bytes are used) over B_0 ‖ encoded AAD ‖ plaintext, each zero-padded. */
-  private mac(nonce: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
-    const n = plaintext.length;
+  /** The CBC-MAC T (first tagLength bytes are used) over B_0 ‖ encoded AAD ‖ plaintext[from, to), each zero-padded. */
+  private mac(nonce: Buffer, aad: Buffer, plaintext: Buffer, from: number, to: number): Buffer {
+    const n = to - from;
     if (n > 0xffffff || aad.length >= 0xff00) throw new RangeError('CCM input too long');
     const aadBlocks = aad.length === 0 ? 0 : Math.ceil((aad.length + 2) / BLOCK);
     const pBlocks = Math.ceil(n / BLOCK);
-    const b = Buffer.allocUnsafe((1 + aadBlocks + pBlocks) * BLOCK).fill(0); // from Node's pool, zeroed (padding)
+    const size = (1 + aadBlocks + pBlocks) * BLOCK;
+    const b = this.macIn.length === size ? this.macIn.fill(0) : (this.macIn = Buffer.alloc(size)); // zero padding
     b[0] = (aad.length > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2;
-    nonce.copy(b, 1);
+    for (let j = 0; j < NONCE; j++) b[1 + j] = nonce[j];
     b[13] = n >>> 16;
     b[14] = (n >>> 8) & 0xff;
     b[15] = n & 0xff;
     if (aadBlocks > 0) {
       b[16] = aad.length >>> 8;
       b[17] = aad.length & 0xff;
-      aad.copy(b, 18);
+      for (let j = 0; j < aad.length; j++) b[18 + j] = aad[j];
     }
-    plaintext.copy(b, (1 + aadBlocks) * BLOCK);
+    const p0 = (1 + aadBlocks) * BLOCK;
+    for (let j = 0; j < n; j++) b[p0 + j] = plaintext[from + j];
     const chain = this.chain;
     for (let i = 0; i < BLOCK; i++) b[i] ^= chain[i];
     const c = this.cbc.update(b);
-    if (c.length !== b.length) throw new Error('AES-CBC returned a partial block');
-    c.copy(chain, 0, c.length - BLOCK);
+    if (c.length !== size) throw new Error('AES-CBC returned a partial block');
+    for (let i = 0, o = size - BLOCK; i < BLOCK; i++) chain[i] = c[o + i];
     return chain;
   }
 }

@@ -137,14 +137,7 @@ const TLS12_CID = 25;
  */
 export function additionalData(type: number, version: number, epoch: number, seq: number, length: number,
     cid?: Buffer): Buffer {
-  if (!cid) {
-    const h = Buffer.allocUnsafe(13);
-    writeSeq(h, 0, epoch, seq);
-    h[8] = type;
-    h.writeUInt16BE(version, 9);
-    h.writeUInt16BE(length, 11);
-    return h;
-  }
+  if (!cid) return writeAdditionalData(Buffer.allocUnsafe(13), type, version, epoch, seq, length);
   const h = Buffer.allocUnsafe(23 + cid.length);
   h.fill(0xff, 0, 8);
   h[8] = TLS12_CID;
@@ -154,6 +147,15 @@ export function additionalData(type: number, version: number, epoch: number, seq
   writeSeq(h, 13, epoch, seq);
   cid.copy(h, 21);
   h.writeUInt16BE(length, 21 + cid.length);
+  return h;
+}
+
+/** The 13-byte additional data of a record without a connection ID, written into `h`. */
+function writeAdditionalData(h: Buffer, type: number, version: number, epoch: number, seq: number, length: number): Buffer {
+  writeSeq(h, 0, epoch, seq);
+  h[8] = type;
+  h.writeUInt16BE(version, 9);
+  h.writeUInt16BE(length, 11);
   return h;
 }
 
@@ -220,6 +222,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
     }
     if (this.contexts && !this.contexts.hasRoom) return undefined;
     const ctx = new CcmContext(this.key(), this.mode.tagLength);
+    ctx.nonceScratch.set(new Uint8Array(this.block, this.ivOffset, FIXED_IV), 0);
     this.ccm = ctx;
     this.contexts?.track(this);
     return ctx;
@@ -245,10 +248,18 @@ class AeadCipher implements RecordCipher, ContextHolder {
   /** Writes explicit nonce ‖ ciphertext ‖ tag into `out` at `at` through the live context. */
   private sealFragment(ctx: CcmContext, type: number, version: number, epoch: number, seq: number, plaintext: Buffer,
       out: Buffer, at: number, cid?: Buffer): void {
-    const nonce = this.nonce();
+    const nonce = this.contextNonce(ctx, epoch, seq);
+    for (let i = 0; i < EXPLICIT_NONCE; i++) out[at + i] = nonce[FIXED_IV + i];
+    const aad = cid ? additionalData(type, version, epoch, seq, plaintext.length, cid) :
+      writeAdditionalData(ctx.aadScratch, type, version, epoch, seq, plaintext.length);
+    ctx.seal(nonce, aad, plaintext, out, at + EXPLICIT_NONCE);
+  }
+
+  /** The record's nonce (fixed IV ‖ epoch ‖ seq) in the context's scratch buffer (the IV was put there at creation). */
+  private contextNonce(ctx: CcmContext, epoch: number, seq: number): Buffer {
+    const nonce = ctx.nonceScratch;
     writeSeq(nonce, FIXED_IV, epoch, seq);
-    nonce.copy(out, at, FIXED_IV);
-    ctx.seal(nonce, additionalData(type, version, epoch, seq, plaintext.length, cid), plaintext, out, at + EXPLICIT_NONCE);
+    return nonce;
   }
 
   private key(): Uint8Array {
@@ -292,17 +303,27 @@ class AeadCipher implements RecordCipher, ContextHolder {
   decrypt(type: number, version: number, epoch: number, seq: number, fragment: Buffer, cid?: Buffer): Buffer | undefined {
     const { algorithm, tagLength } = this.mode;
     if (fragment.length < EXPLICIT_NONCE + tagLength) return undefined;
+    if (algorithm === 'aes-128-ccm') {
+      const ctx = this.ccmContext();
+      if (ctx) {
+        // nonce and additional data in the context's scratch, ciphertext and tag read in place
+        const nonce = this.contextNonce(ctx, epoch, seq);
+        for (let i = 0; i < EXPLICIT_NONCE; i++) nonce[FIXED_IV + i] = fragment[i];
+        const ctLength = fragment.length - EXPLICIT_NONCE - tagLength;
+        const aad = cid ? additionalData(type, version, epoch, seq, ctLength, cid) :
+          writeAdditionalData(ctx.aadScratch, type, version, epoch, seq, ctLength);
+        return ctx.openIn(nonce, aad, fragment, EXPLICIT_NONCE, fragment.length);
+      }
+    }
     const nonce = this.nonce();
     fragment.copy(nonce, FIXED_IV, 0, EXPLICIT_NONCE);
     const ct = fragment.subarray(EXPLICIT_NONCE, fragment.length - tagLength);
     const tag = fragment.subarray(fragment.length - tagLength);
     const aad = additionalData(type, version, epoch, seq, ct.length, cid);
     try {
-      // OpenSSL compares the tag in constant time; a mismatch makes final (CCM: update) throw. CcmContext.open
-      // compares with timingSafeEqual.
+      // OpenSSL compares the tag in constant time; a mismatch makes final (CCM: update) throw. (CcmContext compares
+      // every tag byte without an early exit.)
       if (algorithm === 'aes-128-ccm') {
-        const ctx = this.ccmContext();
-        if (ctx) return ctx.open(nonce, aad, ct, tag);
         const key = this.key();
         const d = createDecipheriv('aes-128-ccm', key, nonce, { authTagLength: tagLength });
         d.setAuthTag(tag);
