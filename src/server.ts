@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { isIP, isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Channel, LogFn } from './channel';
 import { CoapEndpoint, CoapTimeoutError, type CoapEndpointOptions, type CoapMessage, type CoapResponseInit } from './coap';
@@ -386,7 +387,7 @@ export class Lwm2mServer extends EventEmitter {
   private bindSocket(port: number, onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): Promise<dgram.Socket> {
     const bind = this.opts.bind;
     return new Promise((resolve, reject) => {
-      const socket = dgram.createSocket({ type: isIPv6(bind) ? 'udp6' : 'udp4' });
+      const socket = dgram.createSocket({ type: isIPv6(bind) ? 'udp6' : 'udp4', lookup: literalLookup });
       const onError = (err: NodeJS.ErrnoException): void => {
         socket.close();
         const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EACCES' ? 'needs more privileges' : `cannot be bound (${err.message})`;
@@ -1143,4 +1144,16 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 function notApplicationData(datagram: Buffer): boolean {
   const type = datagram[0];
   return type !== ContentType.application_data && type !== ContentType.tls12_cid;
+}
+
+/**
+ * The server sockets' address lookup: every datagram goes to a peer's numeric address, which dgram would otherwise
+ * pass through dns.lookup and a process.nextTick on each send; a numeric address is handed back at once (as dgram
+ * does for a connected socket), anything else still goes to dns.lookup.
+ */
+function literalLookup(address: string, options: LookupOneOptions | number,
+    callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(address);
+  if (family !== 0) callback(null, address, family);
+  else dnsLookup(address, options as LookupOneOptions, callback);
 }

@@ -217,7 +217,7 @@ interface Exchange {
   deadlineTimer?: NodeJS.Timeout;
   awaitingAck: boolean;
   settled: boolean;
-  resolve: (msg: CoapMessage) => void;
+  resolve: (msg: CoapMessage | Promise<CoapMessage>) => void;
   reject: (err: Error) => void;
   overallTimeoutMs?: number;
   onNotification?: (msg: CoapMessage) => void;
@@ -231,6 +231,9 @@ interface Exchange {
   template?: BlockTemplate;
   /** Increases with each fresh notification; a reassembled notification is delivered only if still current. */
   notifyGen: number;
+  /** The request, when a first response with more Block2 blocks to come is to be completed (spec.autoBlock2). */
+  spec?: ExchangeSpec;
+  opts?: CoapRequestOptions;
 }
 
 /** What a follow-up Block2 request repeats from the original request. */
@@ -267,6 +270,8 @@ interface ExchangeSpec {
   /** The caller chose the token (init.token): end an observation under it, refuse if a request uses it. */
   explicitToken: boolean;
   template?: BlockTemplate;
+  /** A first response with more Block2 blocks to come is completed before the request resolves (RFC 7959 §2.4). */
+  autoBlock2?: boolean;
 }
 
 /** An incoming Block1 request body being reassembled (RFC 7959 §2.5), keyed by method and URI. */
@@ -398,6 +403,9 @@ export class CoapEndpoint {
   private readonly tokenPool = Buffer.alloc(4096);
   /** uriPathOptions: the Uri-Path option of each short segment seen. */
   private readonly segmentOptions = new Map<string, CoapOption>();
+  /** Accept and Content-Format options by value (a handful of formats), shared like the Uri-Path ones. */
+  private readonly acceptOptions = new Map<number, CoapOption>();
+  private readonly formatOptions = new Map<number, CoapOption>();
   private tokenPoolOffset = 4096;
 
   constructor(opts: CoapEndpointOptions) {
@@ -480,8 +488,8 @@ export class CoapEndpoint {
       label = `${init.method} /${init.path.join('/')}`;
       base = this.uriPathOptions(init.path);
       if (init.query && init.query.length > 0) base.push(...queryOptions(init.query));
-      if (init.contentFormat !== undefined) base.push({ name: 'Content-Format', value: uint16(init.contentFormat) });
-      if (init.accept !== undefined) base.push({ name: 'Accept', value: uint16(init.accept) });
+      if (init.contentFormat !== undefined) base.push(numberOption(this.formatOptions, 'Content-Format', init.contentFormat));
+      if (init.accept !== undefined) base.push(numberOption(this.acceptOptions, 'Accept', init.accept));
       if (init.observe !== undefined) {
         if (!Number.isInteger(init.observe) || init.observe < 0 || init.observe > 0xffffff) {
           throw new RangeError('observe must be 0..2^24-1');
@@ -497,10 +505,11 @@ export class CoapEndpoint {
       confirmable = init.confirmable !== false;
       block1Szx = blockSzxOf(init.blockSize, 'blockSize') ?? this.blockSzx;
       block2Szx = blockSzxOf(init.block2Size, 'block2Size');
-      automatic = !base.some((o) => {
-        const n = optionNumber(o.name);
-        return n === BLOCK1 || n === BLOCK2;
-      });
+      automatic = true;
+      for (let i = 0; i < base.length; i++) {
+        const n = optionNumber(base[i].name);
+        if (n === BLOCK1 || n === BLOCK2) automatic = false;
+      }
     } catch (err) {
       return Promise.reject(err);
     }
@@ -513,23 +522,6 @@ export class CoapEndpoint {
       return Promise.reject(err);
     }
     const payload = init.payload;
-    const withoutBlocks = base.filter((o) => !TRANSFER_OPTIONS.has(optionNumber(o.name) ?? -1));
-    const template: BlockTemplate = {
-      code,
-      label,
-      options: withoutBlocks,
-      payload: init.method === 'FETCH' && payload && payload.length <= blockSize(block1Szx) ? payload : undefined,
-      confirmable,
-    };
-    const ctx: TransferCtx = {
-      state,
-      label,
-      startedAt: this.now(),
-      deadline: opts.timeoutMs !== undefined ? this.now() + opts.timeoutMs : undefined,
-      timeoutMs: opts.timeoutMs,
-      signal: opts.signal,
-      blocks: 0,
-    };
     const spec: ExchangeSpec = {
       code,
       label,
@@ -538,14 +530,36 @@ export class CoapEndpoint {
       confirmable,
       token,
       explicitToken: init.token !== undefined,
-      template: automatic && opts.onNotification ? template : undefined,
+      template: undefined,
+      autoBlock2: automatic,
     };
-    if (!automatic) return this.startExchange(state, spec, opts);
-    if (payload && payload.length > blockSize(block1Szx)) {
-      return this.sendBlock1(ctx, spec, template, payload, block1Szx, block2Szx, observeOption, opts);
+    if (!automatic) {
+      spec.autoBlock2 = false;
+      return this.startExchange(state, spec, opts);
+    }
+    const block1 = payload !== undefined && payload.length > blockSize(block1Szx);
+    if (opts.onNotification) spec.template = blockTemplate(spec, !block1);
+    if (block1) {
+      spec.autoBlock2 = false; // sendBlock1 completes the final response's Block2 itself
+      return this.sendBlock1(this.transferOf(state, label, opts), spec, spec.template ?? blockTemplate(spec, false), payload,
+        block1Szx, block2Szx, observeOption, opts);
     }
     if (block2Szx !== undefined) spec.options = [...spec.options, blockOption(BLOCK2_NAME, 0, false, block2Szx)];
-    return this.startExchange(state, spec, opts).then((res) => this.completeBlock2(ctx, template, res, opts));
+    // A response with more Block2 blocks to come is completed by deliverResponse (completeBlock2).
+    return this.startExchange(state, spec, opts);
+  }
+
+  /** A new block-wise transfer's context, its clock starting now. */
+  private transferOf(state: ChannelState, label: string, opts: CoapRequestOptions, startedAt = this.now()): TransferCtx {
+    return {
+      state,
+      label,
+      startedAt,
+      deadline: opts.timeoutMs !== undefined ? startedAt + opts.timeoutMs : undefined,
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+      blocks: 0,
+    };
   }
 
   /** Sends `payload` in Block1 blocks (RFC 7959 §2.5) and resolves with the final response. */
@@ -793,6 +807,8 @@ export class CoapEndpoint {
         signal: opts.signal,
         template: spec.template,
         notifyGen: 0,
+        spec: spec.autoBlock2 ? spec : undefined,
+        opts: spec.autoBlock2 ? opts : undefined,
       };
       state.byToken.set(ex.tokenKey, ex);
       state.byMessageId.set(messageId, ex);
@@ -1009,7 +1025,16 @@ export class CoapEndpoint {
         this.finish(ex);
         ex.settled = true;
       }
-      ex.resolve(msg);
+      const spec = ex.spec;
+      if (spec && ex.opts && isSuccessCode(msg.code) && blockOf(msg, BLOCK2_NAME)?.more) {
+        // the rest of the body first (RFC 7959 §2.4); the request resolves with the whole of it
+        const ctx = this.transferOf(ex.state, spec.label, ex.opts, ex.startedAt);
+        ex.resolve(this.completeBlock2(ctx, spec.template ?? blockTemplate(spec, true), msg, ex.opts));
+      } else {
+        ex.resolve(msg);
+      }
+      ex.spec = undefined;
+      ex.opts = undefined;
       return;
     }
     if (!ex.observing) return;
@@ -1678,6 +1703,22 @@ function blockOption(name: string, num: number, more: boolean, szx: number): Coa
 }
 
 /** The message's Block1 or Block2 value; undefined when absent or invalid. */
+const FETCH_CODE = methodCode('FETCH');
+
+/**
+ * What follow-up Block2 requests of `spec` repeat: its options without Observe and the block options, and a FETCH
+ * body when it went in the first request (`withBody`: it was not sent block-wise, RFC 8132 §2.3.2).
+ */
+function blockTemplate(spec: ExchangeSpec, withBody: boolean): BlockTemplate {
+  return {
+    code: spec.code,
+    label: spec.label,
+    options: spec.options.filter((o) => !TRANSFER_OPTIONS.has(optionNumber(o.name) ?? -1)),
+    payload: withBody && spec.code === FETCH_CODE ? spec.payload : undefined,
+    confirmable: spec.confirmable,
+  };
+}
+
 function blockOf(msg: CoapMessage, name: string): BlockValue | undefined {
   const raw = getOption(msg.options, name);
   return raw === undefined ? undefined : decodeBlock(raw);
@@ -1704,6 +1745,17 @@ function positive(value: number | undefined, dflt: number, name: string): number
   if (value === undefined) return dflt;
   if (!(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive number`);
   return value;
+}
+
+/** The option `name` with a 16-bit value, from (or put in) `cache` (bounded: cleared past 64 values). */
+function numberOption(cache: Map<number, CoapOption>, name: string, value: number): CoapOption {
+  let o = cache.get(value);
+  if (!o) {
+    o = { name, value: uint16(value) };
+    if (cache.size >= 64) cache.clear();
+    cache.set(value, o);
+  }
+  return o;
 }
 
 function uint16(value: number): Buffer {
