@@ -17,5 +17,14 @@ export interface Channel {
   send(data: Buffer): void;
 }
 
-/** Log hook used by the protocol core; the Node-RED adapter maps it to node.debug / node.trace. */
-export type LogFn = (level: 'error' | 'warn' | 'info' | 'debug' | 'trace', message: string) => void;
+/**
+ * Log hook used by the protocol core; the Node-RED adapter maps it to node.debug / node.trace. A `trace` property of
+ * false says trace messages are not wanted: the per-datagram ones are then not even built (they cost as much as a
+ * good part of a request).
+ */
+export type LogFn = ((level: 'error' | 'warn' | 'info' | 'debug' | 'trace', message: string) => void) & { trace?: boolean };
+
+/** Whether trace messages for `log` are worth building. */
+export function tracing(log: LogFn | undefined): boolean {
+  return log !== undefined && log.trace !== false;
+}

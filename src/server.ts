@@ -10,7 +10,7 @@ import { DtlsServer, type DtlsSession } from './dtls';
 import type { DtlsSessionState } from './dtls/session';
 import { ContentType } from './dtls/record';
 import { ObjectModel } from './lwm2m/model';
-import { decodeResult, Lwm2mInputError, prepareOperation, type OperationInput, type PreparedOperation } from './lwm2m/operations';
+import { decodeResult, Lwm2mInputError, prepareOperation, TargetCache, type OperationInput, type PreparedOperation } from './lwm2m/operations';
 import { parsePath } from './lwm2m/path';
 import { observationKey, ObservationStore, type Observation } from './lwm2m/observations';
 import { flatString } from './flat-string';
@@ -205,6 +205,9 @@ const CODE_NAMES: Record<string, string> = {
 
 interface ChannelCounters { bytesIn: number; bytesOut: number }
 
+/** `via` of a request made here (not forwarded by another cluster instance, not a mailbox cancel). */
+const DIRECT: { forwarded?: boolean; cancelToken?: Buffer } = Object.freeze({});
+
 /**
  * An OMA LwM2M server: UDP sockets, DTLS server, registration interface, registry, session pool and
  * request layer, all owned by this instance. Usable without Node-RED.
@@ -213,6 +216,8 @@ export class Lwm2mServer extends EventEmitter {
   readonly security = new SecurityStore();
   readonly registry = new Registry();
   readonly model: ObjectModel;
+  /** Parsed request paths, shared by the requests naming them. */
+  private readonly targets = new TargetCache();
   readonly observations = new ObservationStore();
   private readonly queue: QueueMode;
   private readonly opts: Required<Pick<Lwm2mServerOptions, 'bind' | 'coapPort' | 'coapsPort' | 'allowNoSec' | 'poolMode' | 'idleTimeout' | 'idleSweepInterval' | 'maxSessions' | 'minLifetime' | 'maxLifetime' | 'expiryCheckInterval'>> & Lwm2mServerOptions;
@@ -851,7 +856,7 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   /** Sends one LwM2M operation to a registered device. */
-  async request(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer } = {}): Promise<Lwm2mResult> {
+  async request(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer } = DIRECT): Promise<Lwm2mResult> {
     if (this.stopped) throw new Lwm2mRequestError('the LwM2M server is closed', 'closed');
     if (typeof req.endpoint !== 'string' || req.endpoint === '') {
       throw new Lwm2mRequestError('missing endpoint: set msg.endpoint (or the node\'s endpoint) to a registered device name', 'bad-input');
@@ -865,7 +870,7 @@ export class Lwm2mServer extends EventEmitter {
     }
     let op;
     try {
-      op = prepareOperation(req, reg, this.model);
+      op = prepareOperation(req, reg, this.model, this.targets);
     } catch (err) {
       if (err instanceof Lwm2mInputError) throw new Lwm2mRequestError(err.message, 'bad-input');
       throw err;

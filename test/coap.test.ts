@@ -855,6 +855,28 @@ describe('CoapEndpoint garbage input', () => {
     }
   });
 
+  it('builds trace messages only for a logger that wants them (log.trace !== false)', () => {
+    const run = (wantTrace: boolean | undefined): string[] => {
+      const seen: string[] = [];
+      const log = Object.assign((level: string) => {
+        seen.push(level);
+      }, wantTrace === undefined ? {} : { trace: wantTrace });
+      const ep = new CoapEndpoint({ onRequest: () => ({ code: '2.05' }), log });
+      try {
+        ep.handle(captureChannel(), Buffer.from([0x40, 0x01, 0, 7])); // a CON GET: received and answered
+        ep.handle(captureChannel(), Buffer.from([0x40, 0x01])); // too short: dropped (debug)
+      } finally {
+        ep.close();
+      }
+      return seen;
+    };
+    const all = run(undefined);
+    assert.ok(all.includes('trace') && all.includes('debug'), all.join());
+    assert.deepEqual(run(true), all);
+    const quiet = run(false);
+    assert.ok(!quiet.includes('trace') && quiet.includes('debug'), quiet.join());
+  });
+
   it('RSTs a malformed CON whose header is readable, drops everything else silently', () => {
     const ep = new CoapEndpoint({ onRequest: () => ({ code: '2.05' }) });
     const ch = captureChannel();

@@ -13,7 +13,7 @@
  */
 import { randomBytes, randomFillSync } from 'crypto';
 import { SmallMap } from './small-map';
-import type { Channel, LogFn } from '../channel';
+import { type Channel, type LogFn, tracing } from '../channel';
 import {
   ChannelClosedError,
   CoapBodyTooLargeError,
@@ -60,7 +60,7 @@ const NO_BYTES = Buffer.alloc(0);
 
 export interface CoapRequestInit {
   method: CoapMethod;
-  path: string[];
+  path: readonly string[];
   query?: string[];
   contentFormat?: number;
   accept?: number;
@@ -394,6 +394,8 @@ export class CoapEndpoint {
   private blockBufferBytes = 0;
   private readonly onRequest: CoapEndpointOptions['onRequest'];
   private readonly logFn?: LogFn;
+  /** Trace messages are built only when the logger wants them. */
+  private readonly tracing: boolean;
   private readonly now: () => number;
   private readonly channels = new Map<string, ChannelState>();
   private sweepTimer?: NodeJS.Timeout;
@@ -438,6 +440,7 @@ export class CoapEndpoint {
     this.maxBlockBufferBytes = positive(opts.maxBlockBufferBytes, 64 * 1024 * 1024, 'maxBlockBufferBytes');
     this.onRequest = opts.onRequest;
     this.logFn = opts.log;
+    this.tracing = tracing(opts.log);
     this.now = opts.now ?? (() => performance.now());
   }
 
@@ -910,7 +913,7 @@ export class CoapEndpoint {
       if (header && header.type === 'CON' && err instanceof CoapFormatError) this.sendReset(channel, header.messageId);
       return;
     }
-    this.log('trace', `coap ${channel.key} <- ${describeMessage(msg)}`);
+    if (this.tracing) this.log('trace', `coap ${channel.key} <- ${describeMessage(msg)}`);
     const cls = codeClass(msg.code);
     if (msg.code === '0.00') {
       if (msg.type === 'CON') {
@@ -940,7 +943,7 @@ export class CoapEndpoint {
     const state = this.channels.get(channel.key);
     const ex = state?.byMessageId.get(msg.messageId);
     if (!state || !ex || !ex.confirmable || !ex.awaitingAck) {
-      this.log('trace', `coap ${channel.key} ignoring unmatched ACK mid=${msg.messageId}`);
+      if (this.tracing) this.log('trace', `coap ${channel.key} ignoring unmatched ACK mid=${msg.messageId}`);
       return;
     }
     state.channel = channel;
@@ -981,7 +984,7 @@ export class CoapEndpoint {
     const key = msg.token.toString('hex');
     const ex = state.byToken.get(key);
     const reject = (why: string): void => {
-      this.log('trace', `coap ${channel.key} rejecting ${msg.type} response mid=${msg.messageId}: ${why}`);
+      if (this.tracing) this.log('trace', `coap ${channel.key} rejecting ${msg.type} response mid=${msg.messageId}: ${why}`);
       const rst = emptyMessage('RST', msg.messageId);
       if (entry) entry.reply = rst.toString('latin1');
       this.stats.resetsSent++;
@@ -1020,7 +1023,7 @@ export class CoapEndpoint {
         ex.lastObserve = msg.observe as number;
         ex.lastObserveAt = this.now();
         ex.settled = true;
-        this.log('trace', `coap ${ex.state.key} observing ${ex.label} tok=${ex.tokenKey}`);
+        if (this.tracing) this.log('trace', `coap ${ex.state.key} observing ${ex.label} tok=${ex.tokenKey}`);
       } else {
         this.finish(ex);
         ex.settled = true;
@@ -1048,7 +1051,7 @@ export class CoapEndpoint {
     const t = this.now();
     if (!isFresherNotification(ex.lastObserve, msg.observe, t - ex.lastObserveAt)) {
       this.stats.staleNotifications++;
-      this.log('trace', `coap ${ex.state.key} stale notification obs=${msg.observe} (last ${ex.lastObserve}) dropped`);
+      if (this.tracing) this.log('trace', `coap ${ex.state.key} stale notification obs=${msg.observe} (last ${ex.lastObserve}) dropped`);
       return;
     }
     ex.lastObserve = msg.observe;
@@ -1077,7 +1080,7 @@ export class CoapEndpoint {
     this.fetchBlock2(ctx, template, msg, b, token).then(
       (full) => {
         if (!ex.observing || ex.notifyGen !== gen) {
-          this.log('trace', `coap ${ex.state.key} block-wise notification obs=${msg.observe} superseded, dropped`);
+          if (this.tracing) this.log('trace', `coap ${ex.state.key} block-wise notification obs=${msg.observe} superseded, dropped`);
           return;
         }
         if (!isSuccessCode(full.code)) {
@@ -1418,7 +1421,7 @@ export class CoapEndpoint {
       return false;
     }
     this.stats.duplicates++;
-    this.log('trace', `coap ${channel.key} duplicate ${msg.type} mid=${msg.messageId}${entry.reply ? ', replying again' : ''}`);
+    if (this.tracing) this.log('trace', `coap ${channel.key} duplicate ${msg.type} mid=${msg.messageId}${entry.reply ? ', replying again' : ''}`);
     if (msg.type === 'CON' && entry.reply) this.sendRaw(channel, Buffer.from(entry.reply, 'latin1'));
     return true;
   }
@@ -1441,7 +1444,7 @@ export class CoapEndpoint {
 
   private transmit(ex: Exchange): void {
     ex.transmissions++;
-    if (this.logFn) {
+    if (this.tracing) {
       this.log('trace', `coap ${ex.state.key} -> ${ex.confirmable ? 'CON' : 'NON'} ${ex.label} mid=${ex.messageId} tok=${ex.tokenKey}` +
         (ex.transmissions > 1 ? ` (transmission ${ex.transmissions})` : ''));
     }
@@ -1516,7 +1519,7 @@ export class CoapEndpoint {
     this.finish(ex);
     if (ex.settled) return;
     ex.settled = true;
-    this.log('trace', `coap ${ex.state.key} ${ex.label} failed: ${err.message}`);
+    if (this.tracing) this.log('trace', `coap ${ex.state.key} ${ex.label} failed: ${err.message}`);
     ex.reject(err);
   }
 
@@ -1652,12 +1655,12 @@ export class CoapEndpoint {
 
   private sendReset(channel: Channel, messageId: number): void {
     this.stats.resetsSent++;
-    this.log('trace', `coap ${channel.key} -> RST mid=${messageId}`);
+    if (this.tracing) this.log('trace', `coap ${channel.key} -> RST mid=${messageId}`);
     this.sendRaw(channel, emptyMessage('RST', messageId));
   }
 
   private sendRaw(channel: Channel, bytes: Buffer, traceIt = false): void {
-    if (traceIt && this.logFn) {
+    if (traceIt && this.tracing) {
       try {
         this.log('trace', `coap ${channel.key} -> ${describeMessage(decodeMessage(bytes))}`);
       } catch {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { flatString } from '../flat-string';
-import type { Channel } from '../channel';
+import { type Channel, tracing } from '../channel';
 import { AlertDescription, AlertLevel, alertName, encodeAlert } from './alerts';
 import type { AuthType } from './cache';
 import { HandshakeType, parseHandshakeFragments } from './handshake';
@@ -348,7 +348,7 @@ export class DtlsSession extends LazyEventEmitter implements Channel {
       this.emit('migrated', info);
       if (this._closed) return;
     }
-    this.transport.log('trace', `DTLS ${this.address}:${this.port} <- type ${opened.type} seq ${rec.seq} (${plain.length} bytes)`);
+    if (tracing(this.transport.log)) this.transport.log('trace', `DTLS ${this.address}:${this.port} <- type ${opened.type} seq ${rec.seq} (${plain.length} bytes)`);
     switch (opened.type) {
       case ContentType.application_data:
         this.finalFlight = undefined; // the peer has our Finished

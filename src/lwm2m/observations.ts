@@ -4,7 +4,7 @@ export interface Observation {
   registrationId: string;
   /** `observe:/3/0/0` or `observe-composite:/1/0/1,/3/0/0` */
   key: string;
-  paths: string[];
+  paths: readonly string[];
   composite: boolean;
   token: Buffer;
   channelKey: string;
@@ -15,7 +15,7 @@ export interface Observation {
   onEnd?: (reason: string) => void;
 }
 
-export function observationKey(composite: boolean, paths: string[]): string {
+export function observationKey(composite: boolean, paths: readonly string[]): string {
   return `${composite ? 'observe-composite' : 'observe'}:${paths.join(',')}`;
 }
 

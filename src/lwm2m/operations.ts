@@ -38,7 +38,7 @@ export interface PreparedOperation {
   /** Normalised path text; composite: the paths joined with ','. */
   pathString: string;
   /** Composite operations: each path. */
-  paths: string[];
+  paths: readonly string[];
   composite: boolean;
   coap: CoapRequestInit;
 }
@@ -81,6 +81,43 @@ function compositeFormat(reg: Registration, requested: number | undefined): numb
 
 function coapPath(reg: Registration, pathString: string): string[] {
   return (reg.rootPath + (pathString === '/' ? '' : pathString)).split('/').filter((s) => s !== '');
+}
+
+/** A parsed single-path target, shared by the requests naming it (frozen). */
+interface Target {
+  readonly path: Lwm2mPath;
+  readonly pathString: string;
+  readonly level: number;
+  readonly paths: readonly string[];
+  /** The CoAP Uri-Path segments for a device registered at the root. */
+  readonly segments: readonly string[];
+}
+
+function parseTarget(text: string): Target {
+  const path = Object.freeze(parseOne(text));
+  const pathString = pathToString(path);
+  const segments = Object.freeze(pathString.split('/').filter((seg) => seg !== ''));
+  return Object.freeze({ path, pathString, level: pathLevel(path), paths: Object.freeze([pathString]), segments });
+}
+
+/**
+ * Parsed single-path targets by the text the flow gave (a fleet is read over and over at the same few paths), so a
+ * request does not parse and split its path again. Bounded: emptied when it reaches `max` texts. One per server.
+ */
+export class TargetCache {
+  private readonly map = new Map<string, Target>();
+
+  constructor(private readonly max = 1024) {}
+
+  get(text: string): Target {
+    let t = this.map.get(text);
+    if (!t) {
+      t = parseTarget(text); // throws for a bad path: nothing is cached
+      if (this.map.size >= this.max) this.map.clear();
+      this.map.set(text, t);
+    }
+    return t;
+  }
 }
 
 function parseOne(text: string): Lwm2mPath {
@@ -191,7 +228,7 @@ function encode(cf: number, path: Lwm2mPath, value: unknown, model: ObjectModel,
 }
 
 /** Validates the flow's input and builds the CoAP request for it. Throws Lwm2mInputError before anything is sent. */
-export function prepareOperation(input: OperationInput, reg: Registration, model: ObjectModel): PreparedOperation {
+export function prepareOperation(input: OperationInput, reg: Registration, model: ObjectModel, targets?: TargetCache): PreparedOperation {
   const operation = input.operation as Operation;
   if (typeof input.operation !== 'string' || !OPERATIONS.includes(operation)) {
     throw new Lwm2mInputError(`unknown operation "${String(input.operation)}" (use one of: ${OPERATIONS.join(', ')})`);
@@ -230,16 +267,17 @@ export function prepareOperation(input: OperationInput, reg: Registration, model
   }
 
   if (Array.isArray(input.path)) throw new Lwm2mInputError(`${operation} takes one path, not a list`);
-  const path = parseOne(String(input.path));
-  const pathString = pathToString(path);
-  const level = pathLevel(path);
-  const uri = coapPath(reg, pathString);
-  const base = { operation, path, pathString, paths: [pathString], composite: false };
+  const target = targets ? targets.get(String(input.path)) : parseTarget(String(input.path));
+  const { path, pathString, level } = target;
+  const uri = reg.rootPath === '' ? target.segments : coapPath(reg, pathString);
   if (level === 0) throw new Lwm2mInputError(`${operation} needs an object, instance or resource path, not "/"`);
+  if (operation === 'read') {
+    // the most frequent operation: one object, no copies
+    return { operation, path, pathString, paths: target.paths, composite: false, coap: { method: 'GET', path: uri, accept: format } };
+  }
+  const base = { operation, path, pathString, paths: target.paths, composite: false };
 
   switch (operation) {
-    case 'read':
-      return { ...base, coap: { method: 'GET', path: uri, accept: format } };
     case 'observe':
       return { ...base, coap: { method: 'GET', path: uri, accept: format, observe: 0 } };
     case 'cancel-observe':

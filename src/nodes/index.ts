@@ -165,6 +165,8 @@ export = function register(RED: NodeAPI): void {
       else if (level === 'error') node.error(message);
       else node.log(message);
     };
+    // Node-RED drops trace messages unless a logger of settings.js asks for them: then the core need not build them.
+    log.trace = traceLogging(RED.settings);
     let psk: ReturnType<typeof parsePskTable> = [];
     try {
       psk = parsePskTable(node.credentials?.psk);
@@ -489,3 +491,10 @@ export = function register(RED: NodeAPI): void {
   RED.nodes.registerType('lwm2m-stats', Lwm2mStatsNode);
   registerAdmin(RED);
 };
+
+/** Whether a logger in Node-RED's settings (`logging: { console: { level: 'trace' } }`) writes trace messages. */
+function traceLogging(settings: unknown): boolean {
+  const logging = (settings as { logging?: unknown } | undefined)?.logging;
+  if (!logging || typeof logging !== 'object') return false;
+  return Object.values(logging as Record<string, unknown>).some((l) => !!l && typeof l === 'object' && (l as { level?: unknown }).level === 'trace');
+}
