@@ -205,6 +205,32 @@ const CODE_NAMES: Record<string, string> = {
 
 interface ChannelCounters { bytesIn: number; bytesOut: number }
 
+/** One request on its way: what planRequest checked and prepared, and what the later steps add. */
+interface RequestPlan {
+  readonly req: Lwm2mRequest;
+  readonly via: { forwarded?: boolean; cancelToken?: Buffer };
+  reg: Registration;
+  readonly op: PreparedOperation;
+  /** Observation key (observe and cancel only). */
+  readonly key: string;
+  readonly cancelled: Observation | undefined;
+  readonly observing: boolean;
+  readonly cancelling: boolean;
+  /** What is left of the caller's timeout (ms). */
+  timeout: number | undefined;
+  channel: Channel | undefined;
+  entry: PoolEntry | undefined;
+  reused: boolean;
+  /** The observation the answer established (notifications are delivered to it). */
+  observation: Observation | undefined;
+  /** performance.now() when the request went out. */
+  t0: number;
+}
+
+function isPlan(p: RequestPlan | Promise<Lwm2mResult>): p is RequestPlan {
+  return (p as Partial<RequestPlan>).op !== undefined;
+}
+
 /** `via` of a request made here (not forwarded by another cluster instance, not a mailbox cancel). */
 const DIRECT: { forwarded?: boolean; cancelToken?: Buffer } = Object.freeze({});
 
@@ -856,12 +882,28 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   /** Sends one LwM2M operation to a registered device. */
-  async request(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer } = DIRECT): Promise<Lwm2mResult> {
+  request(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer } = DIRECT): Promise<Lwm2mResult> {
+    // Not an async function: a pooled read goes through plain promise callbacks (an async frame this size was the
+    // largest single allocation of a request).
+    let plan: RequestPlan | Promise<Lwm2mResult>;
+    try {
+      plan = this.planRequest(req, via);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!isPlan(plan)) return plan;
+    // Queue mode: wait in the device's mailbox until it talks again.
+    if (plan.reg.queueMode && !this.queue.isAwake(plan.reg.endpoint)) return this.afterWake(plan);
+    return this.onChannel(plan);
+  }
+
+  /** Checks the request and prepares the operation; a device held by another cluster instance: the forwarded request. */
+  private planRequest(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer }): RequestPlan | Promise<Lwm2mResult> {
     if (this.stopped) throw new Lwm2mRequestError('the LwM2M server is closed', 'closed');
     if (typeof req.endpoint !== 'string' || req.endpoint === '') {
       throw new Lwm2mRequestError('missing endpoint: set msg.endpoint (or the node\'s endpoint) to a registered device name', 'bad-input');
     }
-    let reg = this.registry.byEndpoint(req.endpoint);
+    const reg = this.registry.byEndpoint(req.endpoint);
     // cluster: a device held by another instance is reached through it
     if (!reg && this.opts.cluster && !via.forwarded) return this.opts.cluster.forward(req);
     if (!reg) throw new Lwm2mRequestError(`unknown endpoint "${req.endpoint}": no device with that name is registered`, 'unknown-endpoint');
@@ -891,74 +933,97 @@ export class Lwm2mServer extends EventEmitter {
         throw new Lwm2mRequestError(`no active observation of ${op.pathString} on "${reg.endpoint}" to cancel`, 'bad-input');
       }
     }
+    return {
+      req, via, reg, op, key, cancelled, observing, cancelling, timeout: req.timeout,
+      channel: undefined, entry: undefined, reused: false, observation: undefined, t0: 0,
+    };
+  }
 
-    // Queue mode: wait in the device's mailbox until it talks again.
-    let timeout = req.timeout;
-    if (reg.queueMode && !this.queue.isAwake(reg.endpoint)) {
-      const waitMs = req.timeout ?? 300000;
-      const t0 = Date.now();
-      try {
-        // Requests forwarded by another instance are not kept across restarts: their sender retries them.
-        const entry = via.forwarded ? undefined : this.mailboxEntry(req, waitMs, t0);
-        if (entry && cancelling) entry.cancelToken = op.coap.token?.toString('hex');
-        await this.queue.whenAwake(reg.endpoint, waitMs, entry);
-      } catch (err) {
-        const kind = err instanceof MailboxTimeoutError ? 'asleep' : 'closed';
-        throw new Lwm2mRequestError(`${op.operation} ${op.pathString}: ${(err as Error).message}`, kind);
-      }
-      if (req.timeout !== undefined) timeout = Math.max(1, req.timeout - (Date.now() - t0));
-      // Woken on the instance that took over after a redeploy: continue there.
-      if (this.stopped && this.successor) return this.successor.request({ ...req, timeout }, cancelling ? { cancelToken: op.coap.token } : {});
-      reg = this.registry.byEndpoint(req.endpoint);
-      if (!reg) throw new Lwm2mRequestError(`device "${req.endpoint}" left while the request waited`, 'unknown-endpoint');
+  /** A queue-mode device asleep: waits in its mailbox, then goes on (on this server, or its successor after a redeploy). */
+  private async afterWake(plan: RequestPlan): Promise<Lwm2mResult> {
+    const { req, via, op } = plan;
+    const waitMs = req.timeout ?? 300000;
+    const t0 = Date.now();
+    try {
+      // Requests forwarded by another instance are not kept across restarts: their sender retries them.
+      const entry = via.forwarded ? undefined : this.mailboxEntry(req, waitMs, t0);
+      if (entry && plan.cancelling) entry.cancelToken = op.coap.token?.toString('hex');
+      await this.queue.whenAwake(plan.reg.endpoint, waitMs, entry);
+    } catch (err) {
+      const kind = err instanceof MailboxTimeoutError ? 'asleep' : 'closed';
+      throw new Lwm2mRequestError(`${op.operation} ${op.pathString}: ${(err as Error).message}`, kind);
     }
+    if (req.timeout !== undefined) plan.timeout = Math.max(1, req.timeout - (Date.now() - t0));
+    // Woken on the instance that took over after a redeploy: continue there.
+    if (this.stopped && this.successor) {
+      return this.successor.request({ ...req, timeout: plan.timeout }, plan.cancelling ? { cancelToken: op.coap.token } : {});
+    }
+    const reg = this.registry.byEndpoint(req.endpoint);
+    if (!reg) throw new Lwm2mRequestError(`device "${req.endpoint}" left while the request waited`, 'unknown-endpoint');
+    plan.reg = reg;
+    return this.onChannel(plan);
+  }
 
-    let channel: Channel;
-    let entry: PoolEntry | undefined;
-    let reused = false;
+  /** Finds the channel to the device (the pooled DTLS session, made if needed, or plain CoAP) and sends. */
+  private onChannel(plan: RequestPlan): Promise<Lwm2mResult> {
+    const reg = plan.reg;
     const usesPool = reg.secure || (this.pool.mode === 'outbound' && this.security.byEndpoint(reg.endpoint) !== undefined);
     const ready = usesPool ? this.pool.readyEntry(reg.endpoint) : undefined;
     if (ready) {
       // the session is up: no promise hop
-      channel = ready.channel as Channel;
-      entry = ready;
-      reused = true;
-    } else if (usesPool) {
-      try {
-        ({ channel, entry, reused } = await this.pool.channelFor(reg.endpoint));
-      } catch (err) {
-        throw new Lwm2mRequestError(`cannot reach "${reg.endpoint}": ${(err as Error).message}`, 'no-session');
-      }
-    } else {
-      if (!this.coapSocket) throw new Lwm2mRequestError('the plain CoAP port is off', 'transport');
-      channel = udpChannel(this.coapSender, reg.address, reg.port);
+      plan.channel = ready.channel as Channel;
+      plan.entry = ready;
+      plan.reused = true;
+      return this.exchange(plan);
     }
+    if (usesPool) {
+      return this.pool.channelFor(reg.endpoint).then(
+        ({ channel, entry, reused }) => {
+          plan.channel = channel;
+          plan.entry = entry;
+          plan.reused = reused;
+          return this.exchange(plan);
+        },
+        (err: Error) => {
+          throw new Lwm2mRequestError(`cannot reach "${reg.endpoint}": ${err.message}`, 'no-session');
+        },
+      );
+    }
+    if (!this.coapSocket) return Promise.reject(new Lwm2mRequestError('the plain CoAP port is off', 'transport'));
+    plan.channel = udpChannel(this.coapSender, reg.address, reg.port);
+    return this.exchange(plan);
+  }
 
-    const registration = reg;
-    const prepared = op;
-    let observation: Observation | undefined;
-    const onNotification = observing
+  /** Sends the prepared operation on the plan's channel; resolves with the decoded result. */
+  private exchange(plan: RequestPlan): Promise<Lwm2mResult> {
+    const channel = plan.channel as Channel;
+    const onNotification = plan.observing
       ? (msg: CoapMessage): void => {
-          if (!observation) return;
-          this.deliverNotification(observation, prepared, msg, req);
+          if (plan.observation) this.deliverNotification(plan.observation, plan.op, msg, plan.req);
         }
       : undefined;
-
-    const t0 = performance.now();
+    plan.t0 = performance.now();
     this.requestStats.total += 1;
-    if (channel.secure && reused) this.requestStats.overPooledSession += 1;
-    if (entry) entry.requests += 1;
-    let res: CoapMessage;
-    try {
-      res = await this.coap.request(channel, op.coap, { timeoutMs: timeout, onNotification });
-    } catch (err) {
-      if (err instanceof CoapTimeoutError || /timed? ?out/i.test((err as Error).message)) {
-        this.requestStats.timeouts += 1;
-        throw new Lwm2mRequestError(`no answer from "${registration.endpoint}" to ${op.operation} ${op.pathString}: ${(err as Error).message}`, 'timeout');
-      }
-      throw new Lwm2mRequestError(`${op.operation} ${op.pathString} on "${registration.endpoint}" failed: ${(err as Error).message}`, 'transport');
-    }
-    const rttMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    if (channel.secure && plan.reused) this.requestStats.overPooledSession += 1;
+    if (plan.entry) plan.entry.requests += 1;
+    return this.coap.request(channel, plan.op.coap, { timeoutMs: plan.timeout, onNotification }).then(
+      (res) => this.settleRequest(plan, res),
+      (err: Error) => {
+        const { op, reg } = plan;
+        if (err instanceof CoapTimeoutError || /timed? ?out/i.test(err.message)) {
+          this.requestStats.timeouts += 1;
+          throw new Lwm2mRequestError(`no answer from "${reg.endpoint}" to ${op.operation} ${op.pathString}: ${err.message}`, 'timeout');
+        }
+        throw new Lwm2mRequestError(`${op.operation} ${op.pathString} on "${reg.endpoint}" failed: ${err.message}`, 'transport');
+      },
+    );
+  }
+
+  /** The device answered: an error for a non-2.xx code, else the result (an observation recorded first). */
+  private settleRequest(plan: RequestPlan, res: CoapMessage): Lwm2mResult {
+    const { op, reg: registration, req, observing, entry } = plan;
+    const channel = plan.channel as Channel;
+    const rttMs = Math.round((performance.now() - plan.t0) * 1000) / 1000;
     if (entry) entry.lastUsed = Date.now();
     if (registration.queueMode) this.queue.heard(registration.endpoint);
     if (!res.code.startsWith('2.')) {
@@ -970,12 +1035,13 @@ export class Lwm2mServer extends EventEmitter {
         res.code,
       );
     }
-    if (cancelled) cancelled.onEnd?.('cancelled');
+    if (plan.cancelled) plan.cancelled.onEnd?.('cancelled');
     if (observing && res.observe !== undefined) {
-      observation = {
-        endpoint: registration.endpoint, registrationId: registration.registrationId, key, paths: op.paths, composite: op.composite,
+      const observation: Observation = {
+        endpoint: registration.endpoint, registrationId: registration.registrationId, key: plan.key, paths: op.paths, composite: op.composite,
         token: Buffer.from(res.token), channelKey: channel.key, owner: req.owner, createdAt: Date.now(), onEnd: req.onObserveEnd,
       };
+      plan.observation = observation;
       const replaced = this.observations.add(observation);
       if (replaced && !replaced.token.equals(observation.token)) this.dropObservations([replaced], 'replaced by a new observation');
     }
@@ -995,7 +1061,7 @@ export class Lwm2mServer extends EventEmitter {
       contentFormat: res.contentFormat,
       rttMs,
       secure: channel.secure,
-      sessionReused: channel.secure && reused,
+      sessionReused: channel.secure && plan.reused,
       handshakes: entry?.handshakes ?? 0,
       location: res.locationPath.length > 0 ? '/' + res.locationPath.join('/') : undefined,
       observe: observing ? res.observe : undefined,

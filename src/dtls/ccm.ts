@@ -150,7 +150,7 @@ export class CipherContexts {
   private readonly live = new Set<ContextHolder>();
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly idleMs = 10_000, private readonly max = 16384) {}
+  constructor(private readonly idleMs = 10_000, private readonly max = 32768) {}
 
   get size(): number {
     return this.live.size;

@@ -64,7 +64,7 @@ export interface DtlsServerOptions {
   maxSessions?: number;
   /**
    * Record ciphers (two per session) that may keep long-lived AES-CCM contexts (~3.3 KB each, see CipherContexts);
-   * the others use a one-shot OpenSSL context per record. Default 16384 (the busiest 8,192 sessions, ~54 MB at most).
+   * the others use a one-shot OpenSSL context per record. Default 32768 (the busiest 16,384 sessions, ~108 MB at most).
    */
   maxCipherContexts?: number;
   /** Cookie secret rotation period; cookies from the current and the previous secret are accepted. Default 60000. */
@@ -146,7 +146,7 @@ export class DtlsServer extends EventEmitter {
     this.log = opts.log ?? noLog;
     this.maxHandshakes = opts.maxHandshakes ?? 1000;
     this.maxSessions = opts.maxSessions ?? 100000;
-    this.cipherContexts = new CipherContexts(10_000, opts.maxCipherContexts ?? 16384);
+    this.cipherContexts = new CipherContexts(10_000, opts.maxCipherContexts ?? 32768);
     this.cookies = new CookieJar(opts.cookieRotateMs ?? 60_000);
     if (opts.resumption !== false) {
       this.cache = new SessionCache(opts.resumption?.maxEntries ?? 10_000, opts.resumption?.ttlMs ?? 86_400_000);
