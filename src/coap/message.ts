@@ -407,14 +407,15 @@ export function peekHeader(datagram: Buffer): CoapHeader | undefined {
 
 /** Throws CoapFormatError unless the datagram is a structurally valid RFC 7252 message. */
 function checkStructure(buf: Buffer): void {
-  const header = peekHeader(buf);
-  if (!header) throw new CoapFormatError(buf.length < 4 ? 'datagram shorter than a CoAP header' : 'not CoAP version 1');
-  if (header.tokenLength > 8) throw new CoapFormatError(`reserved token length ${header.tokenLength}`);
-  if (header.code === '0.00') {
+  if (buf.length < 4) throw new CoapFormatError('datagram shorter than a CoAP header');
+  if (buf[0] >> 6 !== 1) throw new CoapFormatError('not CoAP version 1');
+  const tokenLength = buf[0] & 15;
+  if (tokenLength > 8) throw new CoapFormatError(`reserved token length ${tokenLength}`);
+  if (buf[1] === 0) {
     if (buf.length !== 4) throw new CoapFormatError('empty message with token, options or payload');
     return;
   }
-  let i = 4 + header.tokenLength;
+  let i = 4 + tokenLength;
   if (i > buf.length) throw new CoapFormatError('truncated token');
   let number = 0;
   while (i < buf.length) {
@@ -451,13 +452,14 @@ function checkStructure(buf: Buffer): void {
   }
 }
 
-function utf8List(values: Buffer[]): string[] {
-  return values.map((v) => v.toString('utf8'));
+/** A typed unsigned-integer option's value, when it is no longer than `maxLength` bytes. */
+function uintWithin(value: Buffer, maxLength: number): number | undefined {
+  return value.length > maxLength ? undefined : decodeUint(value);
 }
 
 /**
  * Decodes a datagram. Throws CoapFormatError for anything RFC 7252 calls a message format error. Typed fields
- * (contentFormat, accept, observe) are set only when their option value has a valid length.
+ * (contentFormat, accept, observe) are set only when the first such option's value has a valid length.
  */
 export function decodeMessage(datagram: Buffer): CoapMessage {
   checkStructure(datagram);
@@ -467,29 +469,56 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
   } catch (err) {
     throw new CoapFormatError(err instanceof Error ? err.message : 'unparseable datagram');
   }
-  const header = peekHeader(datagram) as CoapHeader;
   // Token, option values and payload are views into the datagram (a buffer of its own: the socket's or the DTLS
-  // layer's plaintext), not copies.
-  const options: CoapOption[] = parsed.options.map((o) => ({ name: String(o.name), value: o.value }));
+  // layer's plaintext), not copies. One pass over the options fills the typed fields.
+  const raw = parsed.options;
+  const options: CoapOption[] = new Array(raw.length);
+  const path: string[] = [];
+  const query: string[] = [];
+  const locationPath: string[] = [];
+  let cf: Buffer | undefined;
+  let accept: Buffer | undefined;
+  let observe: Buffer | undefined;
+  for (let i = 0; i < raw.length; i++) {
+    const name = String(raw[i].name);
+    const value = raw[i].value;
+    options[i] = { name, value };
+    switch (optionNumber(name)) {
+      case URI_PATH: path.push(value.toString('utf8')); break;
+      case URI_QUERY: query.push(value.toString('utf8')); break;
+      case LOCATION_PATH: locationPath.push(value.toString('utf8')); break;
+      case CONTENT_FORMAT: cf ??= value; break;
+      case ACCEPT: accept ??= value; break;
+      case OBSERVE: observe ??= value; break;
+      default:
+    }
+  }
   const msg: CoapMessage = {
     code: parsed.code,
-    type: header.type,
+    type: TYPES[(datagram[0] >> 4) & 3],
     messageId: parsed.messageId,
     token: parsed.token,
     options,
     payload: parsed.payload,
-    path: utf8List(getOptions(options, 'Uri-Path')),
-    query: utf8List(getOptions(options, 'Uri-Query')),
-    locationPath: utf8List(getOptions(options, 'Location-Path')),
+    path,
+    query,
+    locationPath,
   };
-  const cf = getUintOption(options, 'Content-Format', 2);
-  if (cf !== undefined) msg.contentFormat = cf;
-  const accept = getUintOption(options, 'Accept', 2);
-  if (accept !== undefined) msg.accept = accept;
-  const observe = getUintOption(options, 'Observe', 3);
-  if (observe !== undefined) msg.observe = observe;
+  const cfValue = cf && uintWithin(cf, 2);
+  if (cfValue !== undefined) msg.contentFormat = cfValue;
+  const acceptValue = accept && uintWithin(accept, 2);
+  if (acceptValue !== undefined) msg.accept = acceptValue;
+  const observeValue = observe && uintWithin(observe, 3);
+  if (observeValue !== undefined) msg.observe = observeValue;
   return msg;
 }
+
+const URI_PATH = 11;
+const URI_QUERY = 15;
+const LOCATION_PATH = 8;
+const CONTENT_FORMAT = 12;
+const ACCEPT = 17;
+const OBSERVE = 6;
 
 /** Bytes an option delta or length takes beyond the option's first byte (RFC 7252 §3.1). */
 function extBytes(n: number): number {
