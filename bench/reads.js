@@ -37,9 +37,13 @@ async function main() {
     await Promise.all(fleets.map((f, i) => f.call('register', { host: HOST, port, bind: HOST, from: i * half, count: Math.min(half, N - i * half), concurrency: 32 })));
     const { count } = await server.call('registered');
     for (let r = 0; r < ROUNDS; r++) {
+      const f0 = await Promise.all(fleets.map((f) => f.call('cpu')));
       const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE });
+      const f1 = await Promise.all(fleets.map((f) => f.call('cpu')));
+      // the fleet's CPU over the whole load call (warm-up included), per read measured
+      const fleetUs = f0.reduce((a, c, i) => a + (f1[i].cpu.user - c.cpu.user) + (f1[i].cpu.system - c.cpu.system), 0) / (res.rps * (SECONDS + 0.5));
       windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));
-      console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), ` +
+      console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), fleet ~${fleetUs.toFixed(1)} us/read, ` +
         `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}, load ${os.loadavg()[0].toFixed(2)}`);
     }
   } finally {
