@@ -267,6 +267,8 @@ interface ExchangeSpec {
   payload?: Buffer;
   confirmable: boolean;
   token: Buffer;
+  /** token as hex, when already known. */
+  tokenKey?: string;
   /** The caller chose the token (init.token): end an observation under it, refuse if a request uses it. */
   explicitToken: boolean;
   template?: BlockTemplate;
@@ -405,6 +407,8 @@ export class CoapEndpoint {
   private readonly tokenPool = Buffer.alloc(4096);
   /** uriPathOptions: the Uri-Path option of each short segment seen. */
   private readonly segmentOptions = new Map<string, CoapOption>();
+  /** The hex key of the token newToken returned last (startExchange need not make it again). */
+  private newTokenKey = '';
   /** Accept and Content-Format options by value (a handful of formats), shared like the Uri-Path ones. */
   private readonly acceptOptions = new Map<number, CoapOption>();
   private readonly formatOptions = new Map<number, CoapOption>();
@@ -532,6 +536,7 @@ export class CoapEndpoint {
       payload,
       confirmable,
       token,
+      tokenKey: init.token !== undefined ? undefined : this.newTokenKey,
       explicitToken: init.token !== undefined,
       template: undefined,
       autoBlock2: automatic,
@@ -766,7 +771,7 @@ export class CoapEndpoint {
     opts: CoapRequestOptions,
   ): Promise<CoapMessage> {
     const token = spec.token;
-    const tokenKey = token.toString('hex');
+    const tokenKey = spec.tokenKey ?? token.toString('hex');
     const existing = state.byToken.get(tokenKey);
     if (existing) {
       if (spec.explicitToken && existing.settled && existing.observing) this.finish(existing);
@@ -1589,10 +1594,14 @@ export class CoapEndpoint {
         this.tokenPoolOffset = 0;
       }
       const t = Buffer.allocUnsafe(n);
-      this.tokenPool.copy(t, 0, this.tokenPoolOffset, this.tokenPoolOffset + n);
+      const pool = this.tokenPool;
+      for (let j = 0, o = this.tokenPoolOffset; j < n; j++) t[j] = pool[o + j];
       this.tokenPoolOffset += n;
       const key = t.toString('hex');
-      if (!state._byToken?.has(key) && !state._cancelledTokens?.has(key)) return t;
+      if (!state._byToken?.has(key) && !state._cancelledTokens?.has(key)) {
+        this.newTokenKey = key;
+        return t;
+      }
     }
     throw new Error('could not allocate a unique token');
   }

@@ -45,13 +45,16 @@ function checkPath(path: Lwm2mPath): string {
   }
 }
 
-/** Re-throws anything that is not already a `Lwm2mContentError` as one, with context. */
-function guard<T>(what: string, fn: () => T): T {
+/**
+ * Re-throws anything that is not already a `Lwm2mContentError` as one, with context (`what` is called only then,
+ * so the message costs nothing when all goes well).
+ */
+function guard<T>(what: () => string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
     if (e instanceof Lwm2mContentError) throw e;
-    throw new Lwm2mContentError(`${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new Lwm2mContentError(`${what()}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 
@@ -71,7 +74,7 @@ export function decodeContent(
   const fmt = normalizeFormat(format);
   if (!(payload instanceof Uint8Array)) throw new Lwm2mContentError(`payload must be a Buffer, got ${describeValue(payload)}`);
   const buf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  return guard(`cannot decode ${formatName(format)} payload for ${here}`, () => {
+  return guard(() => `cannot decode ${formatName(format)} payload for ${here}`, () => {
     switch (fmt) {
       case ContentFormat.TEXT:
         return decodeText(buf, path, model);
@@ -107,7 +110,7 @@ export function decodeContent(
 export function encodeContent(format: number, path: Lwm2mPath, value: unknown, model: ObjectModel): Buffer {
   const here = checkPath(path);
   const fmt = normalizeFormat(format);
-  return guard(`cannot encode ${formatName(format)} for ${here}`, () => {
+  return guard(() => `cannot encode ${formatName(format)} for ${here}`, () => {
     switch (fmt) {
       case ContentFormat.TEXT:
         return encodeText(path, value, model);
