@@ -371,6 +371,39 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     assert.equal(env.ep.stats.retransmissions, 3);
   });
 
+  it('a CON timeoutMs longer than the first ACK timeout: retransmits until the deadline, then rejects at the deadline', async () => {
+    const ch = await setup({ ackTimeoutMs: 40, maxRetransmit: 4 });
+    const started = performance.now();
+    const err = await env.ep.request(ch, { method: 'GET', path: ['silent'] }, { timeoutMs: 200 }).then(
+      () => assert.fail('resolved'),
+      (e: unknown) => e,
+    );
+    const took = performance.now() - started;
+    assert.ok(err instanceof CoapTimeoutError, String(err));
+    // sent at 0, 40 and 120 ms; the next would go at 280 ms, after the 200 ms deadline
+    assert.match(err.message, /no response within 200 ms \(3 transmissions\)/);
+    assert.equal(peer.received.length, 3);
+    assert.ok(took >= 190 && took < 270, `rejected after ${Math.round(took)} ms`);
+    // a deadline inside the first ACK timeout: one transmission, rejected at the deadline
+    const err2 = await env.ep.request(ch, { method: 'GET', path: ['silent'] }, { timeoutMs: 25 }).catch((e: unknown) => e);
+    assert.match(String((err2 as Error).message), /no response within 25 ms \(1 transmission\)/);
+  });
+
+  it('an empty ACK stops retransmission; the caller\'s deadline (still waiting behind the retransmissions) then ends the wait', async () => {
+    const ch = await setup({ ackTimeoutMs: 40, separateResponseTimeoutMs: 5000 });
+    peer.onMessage = (data, from) => {
+      const p = parse(data);
+      if (p.code === '0.01') peer.send(gen({ ack: true, code: '0.00', messageId: p.messageId }), from);
+    };
+    const started = performance.now();
+    const err = await env.ep.request(ch, { method: 'GET', path: ['slow'] }, { timeoutMs: 300 }).catch((e: unknown) => e);
+    const took = performance.now() - started;
+    assert.ok(err instanceof CoapTimeoutError, String(err));
+    assert.match((err as Error).message, /no response within 300 ms \(1 transmission\)/);
+    assert.ok(took >= 290 && took < 1000, `rejected after ${Math.round(took)} ms (not the 5 s separate-response wait)`);
+    assert.equal(peer.received.length, 1);
+  });
+
   it('does not retransmit NON requests; timeoutMs bounds them', async () => {
     const ch = await setup();
     const err = await env.ep

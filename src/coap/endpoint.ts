@@ -215,6 +215,9 @@ interface Exchange {
   timeoutMs: number;
   retransmitTimer?: NodeJS.Timeout;
   deadlineTimer?: NodeJS.Timeout;
+  /** A deadline not armed yet (performance.now() time; see startExchange) and its length for the message. */
+  deadlineAt?: number;
+  deadlineMs?: number;
   awaitingAck: boolean;
   settled: boolean;
   resolve: (msg: CoapMessage | Promise<CoapMessage>) => void;
@@ -823,12 +826,19 @@ export class CoapEndpoint {
       state.keepUntil = this.now() + this.exchangeLifetimeMs;
       this.stats.requestsSent++;
       this.transmit(ex);
-      if (confirmable) {
-        ex.timeoutMs = this.ackTimeoutMs * (1 + Math.random() * (this.ackRandomFactor - 1));
+      // One timer per exchange: a deadline after the first retransmission waits (deadlineAt) and is armed by the
+      // retransmission timer or an empty ACK when it comes next.
+      const deadline = opts.timeoutMs ?? (confirmable ? undefined : this.nonTimeoutMs);
+      if (confirmable) ex.timeoutMs = this.initialAckTimeout();
+      if (deadline !== undefined && (!confirmable || deadline <= ex.timeoutMs)) {
+        ex.deadlineTimer = setTimeout(() => this.onDeadline(ex, deadline), deadline);
+      } else if (confirmable) {
+        if (deadline !== undefined) {
+          ex.deadlineAt = performance.now() + deadline;
+          ex.deadlineMs = deadline;
+        }
         ex.retransmitTimer = setTimeout(() => this.onRetransmitTimer(ex), ex.timeoutMs);
       }
-      const deadline = opts.timeoutMs ?? (confirmable ? undefined : this.nonTimeoutMs);
-      if (deadline !== undefined) ex.deadlineTimer = setTimeout(() => this.onDeadline(ex, deadline), deadline);
       if (opts.signal) {
         const signal = opts.signal;
         ex.onAbort = () => {
@@ -955,7 +965,9 @@ export class CoapEndpoint {
     if (msg.code === '0.00') {
       // Separate response follows (RFC 7252 §5.2.2).
       this.stopTransmitting(ex);
-      if (ex.deadlineTimer === undefined) {
+      if (ex.deadlineAt !== undefined) {
+        this.armDeadlineBefore(ex, Infinity); // the caller's deadline, kept waiting behind the retransmissions
+      } else if (ex.deadlineTimer === undefined) {
         const wait = this.separateResponseTimeoutMs;
         ex.deadlineTimer = setTimeout(() => this.onDeadline(ex, wait, true), wait);
       }
@@ -1456,14 +1468,26 @@ export class CoapEndpoint {
     this.sendRaw(ex.state.channel, ex.bytes);
   }
 
+  /**
+   * The first retransmission timeout: random between ACK_TIMEOUT and ACK_TIMEOUT × ACK_RANDOM_FACTOR (RFC 7252
+   * §4.2), in sixteenths of that range, so concurrent exchanges share Node's timer lists for a few durations instead
+   * of each making its own.
+   */
+  private initialAckTimeout(): number {
+    return Math.round(this.ackTimeoutMs * (1 + (Math.floor(Math.random() * 17) / 16) * (this.ackRandomFactor - 1)));
+  }
+
   private onRetransmitTimer(ex: Exchange): void {
     ex.retransmitTimer = undefined;
     if (ex.settled || !ex.awaitingAck) return;
+    if (ex.deadlineAt !== undefined && this.armDeadlineBefore(ex, 0)) return;
     if (ex.transmissions - 1 < this.maxRetransmit) {
       this.stats.retransmissions++;
       this.transmit(ex);
       ex.timeoutMs *= 2;
-      ex.retransmitTimer = setTimeout(() => this.onRetransmitTimer(ex), ex.timeoutMs);
+      if (ex.deadlineAt === undefined || !this.armDeadlineBefore(ex, ex.timeoutMs)) {
+        ex.retransmitTimer = setTimeout(() => this.onRetransmitTimer(ex), ex.timeoutMs);
+      }
       return;
     }
     this.stats.timeouts++;
@@ -1476,6 +1500,19 @@ export class CoapEndpoint {
         elapsed,
       ),
     );
+  }
+
+  /**
+   * When the waiting deadline comes within `withinMs` (or has passed), arms its timer and returns true; the
+   * exchange then waits for nothing else.
+   */
+  private armDeadlineBefore(ex: Exchange, withinMs: number): boolean {
+    const left = (ex.deadlineAt as number) - performance.now();
+    if (left > withinMs) return false;
+    const ms = ex.deadlineMs as number;
+    ex.deadlineAt = undefined;
+    ex.deadlineTimer = setTimeout(() => this.onDeadline(ex, ms), Math.max(0, left));
+    return true;
   }
 
   private onDeadline(ex: Exchange, ms: number, afterAck = false): void {
@@ -1508,6 +1545,7 @@ export class CoapEndpoint {
   private clearDeadline(ex: Exchange): void {
     if (ex.deadlineTimer) clearTimeout(ex.deadlineTimer);
     ex.deadlineTimer = undefined;
+    ex.deadlineAt = undefined;
   }
 
   /** Removes every trace of the exchange (timers, maps, abort listener). Does not settle the promise. */
