@@ -1071,9 +1071,10 @@ export class Lwm2mServer extends EventEmitter {
 
   private namesOf(op: PreparedOperation, payload: unknown): Record<string, string> {
     const paths: Record<string, unknown> = {};
-    for (const p of op.paths) if (p !== '/') paths[p] = true;
+    for (let i = 0; i < op.paths.length; i++) if (op.paths[i] !== '/') paths[op.paths[i]] = true;
     if (payload && typeof payload === 'object' && !Buffer.isBuffer(payload) && !(payload instanceof Date)) {
-      for (const k of Object.keys(payload)) if (k.startsWith('/')) paths[k] = true;
+      const keys = Object.keys(payload);
+      for (let i = 0; i < keys.length; i++) if (keys[i].startsWith('/')) paths[keys[i]] = true;
     }
     try {
       return this.model.namesFor(paths);

@@ -156,6 +156,27 @@ describe('coap message helpers', () => {
       17,
       'repeated non-repeatable critical option',
     );
+    // out of number order (a hand-built list): a repeat that does not follow its first occurrence is still found
+    assert.equal(
+      findUnrecognisedCritical([
+        { name: 'Accept', value: Buffer.from([0]) },
+        { name: 'Uri-Path', value: Buffer.from('x') },
+        { name: 'Accept', value: Buffer.from([40]) },
+      ]),
+      17,
+    );
+    assert.equal(
+      findUnrecognisedCritical([
+        { name: 'Uri-Path', value: Buffer.from('x') },
+        { name: 'Observe', value: Buffer.from([1]) },
+        { name: 'Uri-Path', value: Buffer.from('y') },
+      ]),
+      undefined,
+      'Uri-Path repeats',
+    );
+    // codes: the fast 'c.dd' path agrees with the general one
+    for (const c of ['0.00', '2.05', '4.04', '7.31', '1.31']) assert.equal(normaliseCode(c), c);
+    for (const c of ['2.32', '8.00', '2.4x', 'a.05', '2-05']) assert.equal(normaliseCode(c), undefined, c);
   });
 
   it('implements the RFC 7641 §3.4 freshness rule', () => {

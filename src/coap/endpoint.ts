@@ -1595,7 +1595,8 @@ export class CoapEndpoint {
    */
   private uriPathOptions(segments: readonly string[]): CoapOption[] {
     const out: CoapOption[] = [];
-    for (const seg of segments) {
+    for (let i = 0; i < segments.length; i++) {
+      const seg = segments[i];
       const cacheable = seg.length <= 16;
       let o = cacheable ? this.segmentOptions.get(seg) : undefined;
       if (!o) {

@@ -160,17 +160,30 @@ const RECOGNISED: ReadonlyMap<number, OptionRule> = new Map([
  * out of range, or a repeated non-repeatable option), or undefined when all critical options are fine.
  */
 export function findUnrecognisedCritical(options: readonly CoapOption[]): number | undefined {
-  const seen = new Set<number>();
-  for (const opt of options) {
+  // Decoded options come in ascending number order, so a repeat follows its first occurrence; a list out of order
+  // (built by hand) keeps a set of the numbers seen.
+  let seen: Set<number> | undefined;
+  let prev = -1;
+  for (let i = 0; i < options.length; i++) {
+    const opt = options[i];
     const num = optionNumber(opt.name);
     if (num === undefined) continue;
+    if (num < prev && !seen) {
+      seen = new Set<number>();
+      for (let j = 0; j < i; j++) {
+        const n = optionNumber(options[j].name);
+        if (n !== undefined) seen.add(n);
+      }
+    }
+    const repeated = seen ? seen.has(num) : num === prev;
     const rule = RECOGNISED.get(num);
     const ok =
       rule !== undefined &&
       opt.value.length >= rule.min &&
       opt.value.length <= rule.max &&
-      (rule.repeatable || !seen.has(num));
-    seen.add(num);
+      (rule.repeatable || !repeated);
+    seen?.add(num);
+    prev = num;
     if (!ok && isCriticalOption(num)) return num;
   }
   return undefined;
@@ -245,6 +258,13 @@ export function describeCode(code: string): string {
  * insensitive) to 'c.dd'. Undefined when it is none of these or out of range.
  */
 export function normaliseCode(code: string): string | undefined {
+  if (code.length === 4 && code.charCodeAt(1) === 46) {
+    // 'c.dd', the form used inside the package: no regular expression
+    const c = code.charCodeAt(0) - 48;
+    const d1 = code.charCodeAt(2) - 48;
+    const d2 = code.charCodeAt(3) - 48;
+    if (c >= 0 && c <= 7 && d1 >= 0 && d1 <= 3 && d2 >= 0 && d2 <= 9) return d1 * 10 + d2 <= 31 ? code : undefined;
+  }
   const dotted = /^([0-7])\.([0-3][0-9])$/.exec(code);
   if (dotted) return Number(dotted[2]) <= 31 ? code : undefined;
   const plain = /^([0-7])([0-3][0-9])$/.exec(code);
