@@ -209,7 +209,7 @@ interface Exchange {
   messageId: number;
   bytes: Buffer;
   confirmable: boolean;
-  label: string;
+  label: Label;
   startedAt: number;
   transmissions: number;
   timeoutMs: number;
@@ -239,10 +239,24 @@ interface Exchange {
   opts?: CoapRequestOptions;
 }
 
+/**
+ * `GET /3/0/0`: how messages and errors name a request. Made into text only when one is written (template
+ * literals call toString), not for every request.
+ */
+class RequestLabel {
+  constructor(private readonly method: string, private readonly path: readonly string[]) {}
+
+  toString(): string {
+    return `${this.method} /${this.path.join('/')}`;
+  }
+}
+
+type Label = string | RequestLabel;
+
 /** What a follow-up Block2 request repeats from the original request. */
 interface BlockTemplate {
   code: string;
-  label: string;
+  label: Label;
   /** Options of the original request without Observe and block options. */
   options: CoapOption[];
   /** FETCH only: the body, repeated in each Block2 request when it fit in one message (RFC 8132 §2.3.2). */
@@ -253,7 +267,7 @@ interface BlockTemplate {
 /** One outgoing block-wise transfer (a request and its follow-up block requests). */
 interface TransferCtx {
   state: ChannelState;
-  label: string;
+  label: Label;
   startedAt: number;
   /** Absolute `now()` deadline from the caller's timeoutMs. */
   deadline?: number;
@@ -265,7 +279,7 @@ interface TransferCtx {
 
 interface ExchangeSpec {
   code: string;
-  label: string;
+  label: Label;
   options: CoapOption[];
   payload?: Buffer;
   confirmable: boolean;
@@ -489,13 +503,13 @@ export class CoapEndpoint {
     let automatic: boolean;
     let block1Szx: number;
     let block2Szx: number | undefined;
-    let label: string;
+    let label: Label;
     try {
       if (!init || typeof init.method !== 'string') throw new TypeError('request needs a method');
       code = methodCode(init.method);
       if (!code) throw new TypeError(`unknown CoAP method '${String(init.method)}'`);
       if (!Array.isArray(init.path)) throw new TypeError('request path must be an array of segments');
-      label = `${init.method} /${init.path.join('/')}`;
+      label = new RequestLabel(init.method, init.path);
       base = this.uriPathOptions(init.path);
       if (init.query && init.query.length > 0) base.push(...queryOptions(init.query));
       if (init.contentFormat !== undefined) base.push(numberOption(this.formatOptions, 'Content-Format', init.contentFormat));
@@ -561,7 +575,7 @@ export class CoapEndpoint {
   }
 
   /** A new block-wise transfer's context, its clock starting now. */
-  private transferOf(state: ChannelState, label: string, opts: CoapRequestOptions, startedAt = this.now()): TransferCtx {
+  private transferOf(state: ChannelState, label: Label, opts: CoapRequestOptions, startedAt = this.now()): TransferCtx {
     return {
       state,
       label,
