@@ -15,19 +15,15 @@ export class BatchedSender {
   private readonly ports: number[] = [];
   private readonly addresses: string[] = [];
   private immediate?: NodeJS.Immediate;
-  private readonly afterSend: (err: Error | null) => void;
   private readonly flushNow = (): void => this.flush();
 
   /**
    * `urgent(data)`: datagrams that go out at once (with everything held before them, in order) instead of waiting for
    * the end of the phase, e.g. DTLS handshake flights, whose round trips a handshake waits for one after another.
    */
-  constructor(private readonly socket: () => Socket | undefined, onError: (err: Error) => void,
-      private readonly urgent?: (data: Buffer) => boolean) {
-    this.afterSend = (err) => {
-      if (err) onError(err);
-    };
-  }
+  /** `onError`: a send that throws (the socket closed meanwhile); asynchronous failures go to the socket's 'error'. */
+  constructor(private readonly socket: () => Socket | undefined, private readonly onError: (err: Error) => void,
+      private readonly urgent?: (data: Buffer) => boolean) {}
 
   send(data: Buffer, port: number, address: string): void {
     this.data.push(data);
@@ -42,9 +38,11 @@ export class BatchedSender {
     const socket = this.socket();
     for (let i = 0; socket && i < this.data.length; i++) {
       try {
-        socket.send(this.data[i], this.ports[i], this.addresses[i], this.afterSend);
+        // No callback: dgram would queue one process.nextTick per datagram to call it; a failed send is reported
+        // through the socket's 'error' event instead (the server listens to it).
+        socket.send(this.data[i], this.ports[i], this.addresses[i]);
       } catch (err) {
-        this.afterSend(err as Error); // socket closed meanwhile, or a bad address
+        this.onError(err as Error); // socket closed meanwhile, or a bad address
       }
     }
     this.clear();
