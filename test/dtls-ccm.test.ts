@@ -80,6 +80,42 @@ describe('AES-128-CCM over long-lived AES contexts (CcmContext)', () => {
     });
   }
 
+  it('matches OpenSSL when nonces count up as DTLS sequence numbers (key stream made in batches), in and out of order', () => {
+    const rnd = seededRandom(77);
+    const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
+    const key = bytes(16);
+    const sealer = new CcmContext(key, 8);
+    const opener = new CcmContext(key, 8);
+    const iv = bytes(4);
+    const nonceOf = (epoch: number, seq: number): Buffer => {
+      const n = Buffer.alloc(12);
+      iv.copy(n, 0);
+      n.writeUInt16BE(epoch, 4);
+      n.writeUIntBE(seq, 6, 6);
+      return n;
+    };
+    // in order, lengths mostly within a batch's 64 bytes and sometimes beyond; a new epoch; a skip back and ahead;
+    // the top of the 48-bit sequence space
+    const seqs: Array<[number, number]> = [];
+    for (let s = 0; s < 40; s++) seqs.push([1, s]);
+    for (let s = 0; s < 12; s++) seqs.push([2, s]);
+    seqs.push([2, 5], [2, 3], [2, 30], [2, 31], [2, 29], [2, 40]);
+    for (let s = 2 ** 48 - 5; s < 2 ** 48; s++) seqs.push([2, s]);
+    for (const [i, [epoch, seq]] of seqs.entries()) {
+      const len = i % 7 === 0 ? 65 + rnd(200) : rnd(65);
+      const nonce = nonceOf(epoch, seq);
+      const aad = bytes(13);
+      const pt = bytes(len);
+      const expected = opensslSeal(key, nonce, aad, pt, 8);
+      assert.ok(seal(sealer, nonce, aad, pt, 8).equals(expected), `epoch ${epoch} seq ${seq} (${len} bytes) differs`);
+      const opened = opener.open(nonce, aad, expected.subarray(0, len), expected.subarray(len));
+      assert.ok(opened && opened.equals(pt), `epoch ${epoch} seq ${seq} does not open`);
+      // the same record under a neighbouring sequence number (its key stream in the same batch) must not open
+      const other = seq === 2 ** 48 - 1 ? seq - 1 : seq + 1;
+      assert.equal(opener.open(nonceOf(epoch, other), aad, expected.subarray(0, len), expected.subarray(len)), undefined);
+    }
+  });
+
   it('opens what OpenSSL sealed, and refuses every tampered byte, a wrong nonce, AAD or tag length', () => {
     const key = randomBytes(16);
     const ctx = new CcmContext(key, 8);

@@ -4,6 +4,12 @@ const BLOCK = 16;
 /** DTLS 1.2 AEAD nonces are 12 bytes (RFC 6655 §3), so CCM's length field is L = 15 - 12 = 3 bytes. */
 const NONCE = 12;
 const ZERO_IV = Buffer.alloc(BLOCK);
+/** Where the nonce's 48-bit DTLS sequence number starts (after the 4-byte IV and the 2-byte epoch). */
+const SEQ_AT = 6;
+const MAX_SEQ = 2 ** 48 - 1;
+/** Records whose key stream one AES call makes, and the blocks kept for each (S_0 and 64 bytes of payload). */
+const BATCH = 8;
+const BATCH_BLOCKS = 5;
 
 /**
  * AES-128-CCM (NIST SP 800-38C, RFC 3610) for DTLS 1.2 records, over two long-lived OpenSSL AES contexts of one key:
@@ -21,9 +27,15 @@ export class CcmContext {
   private readonly ecb: Cipher;
   /** The CBC context's current chaining value (its last output block). */
   private readonly chain = Buffer.alloc(BLOCK);
-  /** Scratch for the counter blocks and the MAC input of a record (grown on need; only the AES outputs are new). */
-  private ctr: Buffer = Buffer.alloc(0);
+  /** The MAC input of a record (sized on need; only the AES outputs are new). */
   private macIn: Buffer = Buffer.alloc(0);
+  /** Counter blocks, then key stream, of a batch of records (see keyStream; made on first use). */
+  private batch: Buffer | undefined;
+  /** Where keyStream put the current key stream: the batch, or one longer record's own. */
+  private ks: Buffer = Buffer.alloc(0);
+  private readonly ksPrefix = Buffer.alloc(SEQ_AT);
+  private ksFirst = -1;
+  private ksCount = 0;
   private readonly expected: Buffer;
   /** Scratch the record layer builds a record's nonce and additional data in (used synchronously, one record at a time). */
   readonly nonceScratch = Buffer.alloc(NONCE);
@@ -43,10 +55,11 @@ export class CcmContext {
   seal(nonce: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): void {
     this.used = true;
     const n = plaintext.length;
-    const ks = this.keyStream(nonce, n);
-    for (let i = 0; i < n; i++) out[offset + i] = plaintext[i] ^ ks[BLOCK + i];
+    const at = this.keyStream(nonce, n);
+    const ks = this.ks;
+    for (let i = 0; i < n; i++) out[offset + i] = plaintext[i] ^ ks[at + BLOCK + i];
     const mac = this.mac(nonce, aad, plaintext, 0, n);
-    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[i];
+    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[at + i];
   }
 
   /** The plaintext of `ciphertext`, or undefined when `tag` does not authenticate it (compared in constant time). */
@@ -68,14 +81,15 @@ export class CcmContext {
     const tagLength = this.tagLength;
     const n = end - start - tagLength;
     if (n < 0) return undefined;
-    const ks = this.keyStream(nonce, n);
+    const at = this.keyStream(nonce, n);
+    const ks = this.ks;
     const plaintext = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) plaintext[i] = data[start + i] ^ ks[BLOCK + i];
+    for (let i = 0; i < n; i++) plaintext[i] = data[start + i] ^ ks[at + BLOCK + i];
     const mac = this.mac(nonce, aad, plaintext, 0, n);
     const expected = this.expected;
     let diff = 0;
     for (let i = 0; i < tagLength; i++) {
-      expected[i] = mac[i] ^ ks[i];
+      expected[i] = mac[i] ^ ks[at + i];
       diff |= expected[i] ^ data[start + n + i]; // every byte compared, no early exit
     }
     if (diff !== 0) {
@@ -85,21 +99,57 @@ export class CcmContext {
     return plaintext;
   }
 
-  /** S_0 ‖ S_1 ‖ … : AES of the counter blocks A_i = flags(L - 1) ‖ nonce ‖ i, for i = 0 … ceil(n / 16). */
-  private keyStream(nonce: Buffer, n: number): Buffer {
+  /**
+   * Puts S_0 ‖ S_1 ‖ … (AES of the counter blocks A_i = flags(L - 1) ‖ nonce ‖ i, for i = 0 … ceil(n / 16)) into
+   * `this.ks` and returns where S_0 starts. The counter blocks depend on the nonce only, and a DTLS nonce is
+   * IV ‖ epoch ‖ sequence number with the sequence number counting up, so one AES call makes the key stream of the
+   * next BATCH records of up to BATCH_BLOCKS blocks each; a record whose nonce is in that batch takes its own slice,
+   * anything else (a longer record, a nonce out of the batch) is computed on its own or starts a new batch.
+   */
+  private keyStream(nonce: Buffer, n: number): number {
     if (nonce.length !== NONCE) throw new RangeError('CCM nonce must be 12 bytes');
-    const blocks = 1 + Math.ceil(n / BLOCK);
-    const a = this.ctr.length === blocks * BLOCK ? this.ctr : (this.ctr = Buffer.alloc(blocks * BLOCK));
-    for (let i = 0, o = 0; i < blocks; i++, o += BLOCK) {
-      a[o] = 2; // L - 1
-      for (let j = 0; j < NONCE; j++) a[o + 1 + j] = nonce[j];
-      a[o + 13] = i >>> 16;
-      a[o + 14] = (i >>> 8) & 0xff;
-      a[o + 15] = i & 0xff;
+    const need = 1 + Math.ceil(n / BLOCK);
+    const seq = nonce.readUIntBE(SEQ_AT, 6);
+    const first = this.ksFirst;
+    if (need <= BATCH_BLOCKS && seq >= first && seq < first + this.ksCount && this.ksPrefixIs(nonce)) {
+      return (seq - first) * BATCH_BLOCKS * BLOCK;
     }
-    const ks = this.ecb.update(a);
-    if (ks.length !== a.length) throw new Error('AES-ECB returned a partial key stream');
-    return ks;
+    if (need > BATCH_BLOCKS) {
+      const a = Buffer.alloc(need * BLOCK);
+      counterBlocks(a, nonce, seq, 1, need);
+      const ks = this.ecb.update(a);
+      if (ks.length !== a.length) throw new Error('AES-ECB returned a partial key stream');
+      this.ks = ks; // the batch (if any) is gone: ksCount below
+      this.ksCount = 0;
+      return 0;
+    }
+    // a new batch, computed in the context's own buffer and copied back into it (the AES output dies young)
+    const store = this.batch ?? (this.batch = Buffer.alloc(BATCH * BATCH_BLOCKS * BLOCK));
+    const count = Math.min(BATCH, MAX_SEQ - seq + 1);
+    counterBlocks(store, nonce, seq, count, BATCH_BLOCKS);
+    const ks = this.ecb.update(store);
+    if (ks.length !== store.length) throw new Error('AES-ECB returned a partial key stream');
+    ks.copy(store);
+    this.ks = store;
+    for (let j = 0; j < SEQ_AT; j++) this.ksPrefix[j] = nonce[j];
+    this.ksFirst = seq;
+    this.ksCount = count;
+    return 0;
+  }
+
+  private ksPrefixIs(nonce: Buffer): boolean {
+    const p = this.ksPrefix;
+    for (let j = 0; j < SEQ_AT; j++) if (p[j] !== nonce[j]) return false;
+    return true;
+  }
+
+  /** Zeroes what the context keeps of key stream and MAC state (its owner drops it next; OpenSSL wipes its key). */
+  wipe(): void {
+    this.batch?.fill(0);
+    this.ks.fill(0);
+    this.ksCount = 0;
+    this.chain.fill(0);
+    this.macIn.fill(0);
   }
 
   /** The CBC-MAC T (first tagLength bytes are used) over B_0 ‖ encoded AAD ‖ plaintext[from, to), each zero-padded. */
@@ -128,6 +178,20 @@ export class CcmContext {
     if (c.length !== size) throw new Error('AES-CBC returned a partial block');
     for (let i = 0, o = size - BLOCK; i < BLOCK; i++) chain[i] = c[o + i];
     return chain;
+  }
+}
+
+/** Writes the counter blocks of `count` records from sequence number `seq` on (`blocks` each) into `a`. */
+function counterBlocks(a: Buffer, nonce: Buffer, seq: number, count: number, blocks: number): void {
+  for (let r = 0, o = 0; r < count; r++) {
+    for (let i = 0; i < blocks; i++, o += BLOCK) {
+      a[o] = 2; // L - 1
+      for (let j = 0; j < SEQ_AT; j++) a[o + 1 + j] = nonce[j];
+      a.writeUIntBE(seq + r, o + 1 + SEQ_AT, 6);
+      a[o + 13] = i >>> 16;
+      a[o + 14] = (i >>> 8) & 0xff;
+      a[o + 15] = i & 0xff;
+    }
   }
 }
 

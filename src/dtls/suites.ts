@@ -204,7 +204,10 @@ class AeadCipher implements RecordCipher, ContextHolder {
   }
 
   releaseContext(): void {
-    if (typeof this.ccm !== 'number') this.ccm = ONE_SHOT_RECORDS;
+    if (typeof this.ccm !== 'number') {
+      this.ccm.wipe();
+      this.ccm = ONE_SHOT_RECORDS;
+    }
   }
 
   dispose(): void {
