@@ -4,7 +4,8 @@
  * against a fresh server, then runs closed-loop reads (BENCH_WINDOW, default 64) `BENCH_ROUNDS` times (default 3) and
  * prints reads/s, server CPU µs per read and p50/p99 of each round. BENCH_PROFILE=1 runs the server under
  * `node --cpu-prof` and prints the top of the read-window profile; BENCH_RATE=n runs an open loop at n reads/s instead
- * (latency at that rate); BENCH_TRACE_GC=1 shows the server's garbage collections. Uses the built dist/ (or BENCH_ROOT).
+ * (latency at that rate); BENCH_TRACE_GC=1 shows the server's garbage collections; BENCH_FLEET_PROCS (default 2) fleet
+ * processes. Uses the built dist/ (or BENCH_ROOT).
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -29,12 +30,12 @@ async function main() {
   const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv, name: 'server' });
   // as in run.js: a small young generation for the fleet (short fleet GC pauses), unless BENCH_FLEET_ARGS says otherwise
   const fleetArgs = process.env.BENCH_FLEET_ARGS !== undefined ? process.env.BENCH_FLEET_ARGS.split(' ').filter(Boolean) : ['--max-semi-space-size=2'];
-  const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: fleetArgs }));
+  const fleets = Array.from({ length: Number(process.env.BENCH_FLEET_PROCS || 2) }, (_, i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: fleetArgs }));
   const windows = [];
   try {
     const { port } = await server.call('start', { pskFrom: 0, pskCount: N, hsFrom: 1_000_000, hsCount: 1 });
-    const half = Math.ceil(N / 2);
-    await Promise.all(fleets.map((f, i) => f.call('register', { host: HOST, port, bind: HOST, from: i * half, count: Math.min(half, N - i * half), concurrency: 32 })));
+    const part = Math.ceil(N / fleets.length);
+    await Promise.all(fleets.map((f, i) => f.call('register', { host: HOST, port, bind: HOST, from: i * part, count: Math.min(part, N - i * part), concurrency: 32 })));
     const { count } = await server.call('registered');
     for (let r = 0; r < ROUNDS; r++) {
       const f0 = await Promise.all(fleets.map((f) => f.call('cpu')));
