@@ -109,7 +109,7 @@ class Device {
 
   onCoap(data) {
     if (data.length >= 4 && data[0] >> 4 === 4 && data[1] === 1) {
-      // a confirmable GET (the reads): the piggybacked 2.05 built directly
+      // a confirmable GET (CoAP version 1, CON, 0.01: the reads) gets a piggybacked 2.05
       const res = readAnswer(data);
       stats.readsAnswered++;
       if (stats.sizeSamples < 1000) {
@@ -122,17 +122,6 @@ class Device {
     }
     const msg = coap.decode(data);
     if (!msg) return;
-    if (msg.code === '0.01' && msg.type === coap.TYPE.CON) {
-      const res = coap.encode({ type: coap.TYPE.ACK, code: '2.05', mid: msg.mid, token: msg.token, options: [[coap.OPT.contentFormat, 0]], payload: READ_PAYLOAD });
-      stats.readsAnswered++;
-      if (stats.sizeSamples < 1000) {
-        stats.sizeSamples++;
-        stats.reqBytes += data.length + 29; // + DTLS record header (13) + explicit nonce (8) + CCM_8 tag (8)
-        stats.respBytes += res.length + 29;
-      }
-      this.client.send(res);
-      return;
-    }
     const done = this.pending.get(msg.mid);
     if (done && (msg.type === coap.TYPE.ACK || msg.type === coap.TYPE.RST) && msg.code !== '0.00') {
       this.pending.delete(msg.mid);
