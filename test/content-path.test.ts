@@ -9,6 +9,7 @@ import {
   pathStartsWith,
   pathToString,
 } from '../src/lwm2m/path';
+import { TargetCache } from '../src/lwm2m/operations';
 
 describe('LwM2M path', () => {
   it('parses paths with and without the leading slash', () => {
@@ -70,5 +71,26 @@ describe('LwM2M path', () => {
     assert.throws(() => pathLevel({ objectId: 3, resourceId: 1 }), /Resource ID is set but Object Instance ID is missing/);
     assert.throws(() => pathToString({ objectId: 70000 }), /Object ID 70000 is not an integer 0..65535/);
     assert.throws(() => pathLevel({ objectId: 1.5 }), Lwm2mPathError);
+  });
+});
+
+describe('TargetCache (parsed request paths shared by a server)', () => {
+  it('parses each path text once, hands out frozen targets, never caches a bad path, and stays bounded', () => {
+    const cache = new TargetCache(4);
+    const a = cache.get('/3/0/0');
+    assert.equal(cache.get('/3/0/0'), a, 'the same text gives the same target');
+    assert.equal(a.pathString, '/3/0/0');
+    assert.deepEqual(a.segments, ['3', '0', '0']);
+    assert.deepEqual(a.paths, ['/3/0/0']);
+    assert.ok(Object.isFrozen(a) && Object.isFrozen(a.path) && Object.isFrozen(a.paths) && Object.isFrozen(a.segments));
+    assert.throws(() => (a.paths as string[]).push('/1'), TypeError);
+    // ' 3/0/0/ ' is the same resource, parsed on its own text
+    assert.equal(cache.get(' 3/0/0/ ').pathString, '/3/0/0');
+    for (let i = 0; i < 3; i++) assert.throws(() => cache.get('/3/x'), /bad path/);
+    // past `max` texts the cache starts over: an old text is parsed again (a new, equal target)
+    for (const t of ['/1/0', '/1/0/1', '/4/0', '/5/0']) cache.get(t);
+    const again = cache.get('/3/0/0');
+    assert.notEqual(again, a);
+    assert.deepEqual(again, a);
   });
 });
