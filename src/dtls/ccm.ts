@@ -36,7 +36,6 @@ export class CcmContext {
   private readonly ksPrefix = Buffer.alloc(SEQ_AT);
   private ksFirst = -1;
   private ksCount = 0;
-  private readonly expected: Buffer;
   /** Scratch the record layer builds a record's nonce and additional data in (used synchronously, one record at a time). */
   readonly nonceScratch = Buffer.alloc(NONCE);
   readonly aadScratch = Buffer.alloc(13);
@@ -48,7 +47,6 @@ export class CcmContext {
     this.cbc.setAutoPadding(false);
     this.ecb = createCipheriv('aes-128-ecb', key, null);
     this.ecb.setAutoPadding(false);
-    this.expected = Buffer.alloc(tagLength);
   }
 
   /** ciphertext ‖ tag of `plaintext`, written into `out` at `offset` (which must have room for both). */
@@ -58,7 +56,7 @@ export class CcmContext {
     const at = this.keyStream(nonce, n);
     const ks = this.ks;
     for (let i = 0; i < n; i++) out[offset + i] = plaintext[i] ^ ks[at + BLOCK + i];
-    const mac = this.mac(nonce, aad, plaintext, 0, n);
+    const mac = this.mac(nonce, aad, plaintext);
     for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[at + i];
   }
 
@@ -85,13 +83,10 @@ export class CcmContext {
     const ks = this.ks;
     const plaintext = Buffer.allocUnsafe(n);
     for (let i = 0; i < n; i++) plaintext[i] = data[start + i] ^ ks[at + BLOCK + i];
-    const mac = this.mac(nonce, aad, plaintext, 0, n);
-    const expected = this.expected;
+    const mac = this.mac(nonce, aad, plaintext);
     let diff = 0;
-    for (let i = 0; i < tagLength; i++) {
-      expected[i] = mac[i] ^ ks[at + i];
-      diff |= expected[i] ^ data[start + n + i]; // every byte compared, no early exit
-    }
+    // every tag byte compared, no early exit
+    for (let i = 0; i < tagLength; i++) diff |= mac[i] ^ ks[at + i] ^ data[start + n + i];
     if (diff !== 0) {
       plaintext.fill(0);
       return undefined;
@@ -117,9 +112,7 @@ export class CcmContext {
     if (need > BATCH_BLOCKS) {
       const a = Buffer.alloc(need * BLOCK);
       counterBlocks(a, nonce, seq, 1, need);
-      const ks = this.ecb.update(a);
-      if (ks.length !== a.length) throw new Error('AES-ECB returned a partial key stream');
-      this.ks = ks; // the batch (if any) is gone: ksCount below
+      this.ks = this.encryptBlocks(a); // the batch (if any) is gone: ksCount below
       this.ksCount = 0;
       return 0;
     }
@@ -127,14 +120,19 @@ export class CcmContext {
     const store = this.batch ?? (this.batch = Buffer.alloc(BATCH * BATCH_BLOCKS * BLOCK));
     const count = Math.min(BATCH, MAX_SEQ - seq + 1);
     counterBlocks(store, nonce, seq, count, BATCH_BLOCKS);
-    const ks = this.ecb.update(store);
-    if (ks.length !== store.length) throw new Error('AES-ECB returned a partial key stream');
-    ks.copy(store);
+    this.encryptBlocks(store).copy(store);
     this.ks = store;
     for (let j = 0; j < SEQ_AT; j++) this.ksPrefix[j] = nonce[j];
     this.ksFirst = seq;
     this.ksCount = count;
     return 0;
+  }
+
+  /** AES of each 16-byte block of `a` (ECB). */
+  private encryptBlocks(a: Buffer): Buffer {
+    const out = this.ecb.update(a);
+    if (out.length !== a.length) throw new Error('AES-ECB returned a partial key stream');
+    return out;
   }
 
   private ksPrefixIs(nonce: Buffer): boolean {
@@ -152,9 +150,9 @@ export class CcmContext {
     this.macIn.fill(0);
   }
 
-  /** The CBC-MAC T (first tagLength bytes are used) over B_0 ‖ encoded AAD ‖ plaintext[from, to), each zero-padded. */
-  private mac(nonce: Buffer, aad: Buffer, plaintext: Buffer, from: number, to: number): Buffer {
-    const n = to - from;
+  /** The CBC-MAC T (first tagLength bytes are used) over B_0 ‖ encoded AAD ‖ plaintext, each zero-padded. */
+  private mac(nonce: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
+    const n = plaintext.length;
     if (n > 0xffffff || aad.length >= 0xff00) throw new RangeError('CCM input too long');
     const aadBlocks = aad.length === 0 ? 0 : Math.ceil((aad.length + 2) / BLOCK);
     const pBlocks = Math.ceil(n / BLOCK);
@@ -171,7 +169,7 @@ export class CcmContext {
       for (let j = 0; j < aad.length; j++) b[18 + j] = aad[j];
     }
     const p0 = (1 + aadBlocks) * BLOCK;
-    for (let j = 0; j < n; j++) b[p0 + j] = plaintext[from + j];
+    for (let j = 0; j < n; j++) b[p0 + j] = plaintext[j];
     const chain = this.chain;
     for (let i = 0; i < BLOCK; i++) b[i] ^= chain[i];
     const c = this.cbc.update(b);

@@ -159,6 +159,13 @@ function writeAdditionalData(h: Buffer, type: number, version: number, epoch: nu
   return h;
 }
 
+/** A record's additional data for the context path: in the context's scratch, or (with a CID, rare) a new buffer. */
+function contextAad(ctx: CcmContext, type: number, version: number, epoch: number, seq: number, length: number,
+    cid?: Buffer): Buffer {
+  return cid ? additionalData(type, version, epoch, seq, length, cid) :
+    writeAdditionalData(ctx.aadScratch, type, version, epoch, seq, length);
+}
+
 const EXPLICIT_NONCE = 8;
 const RECORD_HEADER = 13;
 const FIXED_IV = 4;
@@ -253,9 +260,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
       out: Buffer, at: number, cid?: Buffer): void {
     const nonce = this.contextNonce(ctx, epoch, seq);
     for (let i = 0; i < EXPLICIT_NONCE; i++) out[at + i] = nonce[FIXED_IV + i];
-    const aad = cid ? additionalData(type, version, epoch, seq, plaintext.length, cid) :
-      writeAdditionalData(ctx.aadScratch, type, version, epoch, seq, plaintext.length);
-    ctx.seal(nonce, aad, plaintext, out, at + EXPLICIT_NONCE);
+    ctx.seal(nonce, contextAad(ctx, type, version, epoch, seq, plaintext.length, cid), plaintext, out, at + EXPLICIT_NONCE);
   }
 
   /** The record's nonce (fixed IV ‖ epoch ‖ seq) in the context's scratch buffer (the IV was put there at creation). */
@@ -312,9 +317,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
         // nonce and additional data in the context's scratch, ciphertext and tag read in place
         const nonce = this.contextNonce(ctx, epoch, seq);
         for (let i = 0; i < EXPLICIT_NONCE; i++) nonce[FIXED_IV + i] = fragment[i];
-        const ctLength = fragment.length - EXPLICIT_NONCE - tagLength;
-        const aad = cid ? additionalData(type, version, epoch, seq, ctLength, cid) :
-          writeAdditionalData(ctx.aadScratch, type, version, epoch, seq, ctLength);
+        const aad = contextAad(ctx, type, version, epoch, seq, fragment.length - EXPLICIT_NONCE - tagLength, cid);
         return ctx.openIn(nonce, aad, fragment, EXPLICIT_NONCE, fragment.length);
       }
     }
