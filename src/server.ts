@@ -208,7 +208,7 @@ interface ChannelCounters { bytesIn: number; bytesOut: number }
 /** One request on its way: what planRequest checked and prepared, and what the later steps add. */
 interface RequestPlan {
   readonly req: Lwm2mRequest;
-  readonly via: { forwarded?: boolean; cancelToken?: Buffer };
+  readonly via: RequestVia;
   reg: Registration;
   readonly op: PreparedOperation;
   /** Observation key (observe and cancel only). */
@@ -231,8 +231,11 @@ function isPlan(p: RequestPlan | Promise<Lwm2mResult>): p is RequestPlan {
   return (p as Partial<RequestPlan>).op !== undefined;
 }
 
+/** How a request reached this server: forwarded by another cluster instance, or a cancel that waited in a mailbox. */
+type RequestVia = { forwarded?: boolean; cancelToken?: Buffer };
+
 /** `via` of a request made here (not forwarded by another cluster instance, not a mailbox cancel). */
-const DIRECT: { forwarded?: boolean; cancelToken?: Buffer } = Object.freeze({});
+const DIRECT: RequestVia = Object.freeze({});
 
 /**
  * An OMA LwM2M server: UDP sockets, DTLS server, registration interface, registry, session pool and
@@ -882,7 +885,7 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   /** Sends one LwM2M operation to a registered device. */
-  request(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer } = DIRECT): Promise<Lwm2mResult> {
+  request(req: Lwm2mRequest, via: RequestVia = DIRECT): Promise<Lwm2mResult> {
     // Not an async function: a pooled read goes through plain promise callbacks (an async frame this size was the
     // largest single allocation of a request).
     let plan: RequestPlan | Promise<Lwm2mResult>;
@@ -898,7 +901,7 @@ export class Lwm2mServer extends EventEmitter {
   }
 
   /** Checks the request and prepares the operation; a device held by another cluster instance: the forwarded request. */
-  private planRequest(req: Lwm2mRequest, via: { forwarded?: boolean; cancelToken?: Buffer }): RequestPlan | Promise<Lwm2mResult> {
+  private planRequest(req: Lwm2mRequest, via: RequestVia): RequestPlan | Promise<Lwm2mResult> {
     if (this.stopped) throw new Lwm2mRequestError('the LwM2M server is closed', 'closed');
     if (typeof req.endpoint !== 'string' || req.endpoint === '') {
       throw new Lwm2mRequestError('missing endpoint: set msg.endpoint (or the node\'s endpoint) to a registered device name', 'bad-input');

@@ -558,10 +558,7 @@ export class CoapEndpoint {
       template: undefined,
       autoBlock2: automatic,
     };
-    if (!automatic) {
-      spec.autoBlock2 = false;
-      return this.startExchange(state, spec, opts);
-    }
+    if (!automatic) return this.startExchange(state, spec, opts);
     const block1 = payload !== undefined && payload.length > blockSize(block1Szx);
     if (opts.onNotification) spec.template = blockTemplate(spec, !block1);
     if (block1) {
@@ -979,9 +976,8 @@ export class CoapEndpoint {
     if (msg.code === '0.00') {
       // Separate response follows (RFC 7252 §5.2.2).
       this.stopTransmitting(ex);
-      if (ex.deadlineAt !== undefined) {
-        this.armDeadlineBefore(ex, Infinity); // the caller's deadline, kept waiting behind the retransmissions
-      } else if (ex.deadlineTimer === undefined) {
+      // the caller's deadline, if it was waiting behind the retransmissions, else the separate response's
+      if (!this.armDeadlineBefore(ex, Infinity) && ex.deadlineTimer === undefined) {
         const wait = this.separateResponseTimeoutMs;
         ex.deadlineTimer = setTimeout(() => this.onDeadline(ex, wait, true), wait);
       }
@@ -1494,12 +1490,12 @@ export class CoapEndpoint {
   private onRetransmitTimer(ex: Exchange): void {
     ex.retransmitTimer = undefined;
     if (ex.settled || !ex.awaitingAck) return;
-    if (ex.deadlineAt !== undefined && this.armDeadlineBefore(ex, 0)) return;
+    if (this.armDeadlineBefore(ex, 0)) return;
     if (ex.transmissions - 1 < this.maxRetransmit) {
       this.stats.retransmissions++;
       this.transmit(ex);
       ex.timeoutMs *= 2;
-      if (ex.deadlineAt === undefined || !this.armDeadlineBefore(ex, ex.timeoutMs)) {
+      if (!this.armDeadlineBefore(ex, ex.timeoutMs)) {
         ex.retransmitTimer = setTimeout(() => this.onRetransmitTimer(ex), ex.timeoutMs);
       }
       return;
@@ -1517,11 +1513,12 @@ export class CoapEndpoint {
   }
 
   /**
-   * When the waiting deadline comes within `withinMs` (or has passed), arms its timer and returns true; the
-   * exchange then waits for nothing else.
+   * When the exchange has a deadline waiting (deadlineAt) that comes within `withinMs` (or has passed), arms its timer
+   * and returns true; the exchange then waits for nothing else.
    */
   private armDeadlineBefore(ex: Exchange, withinMs: number): boolean {
-    const left = (ex.deadlineAt as number) - performance.now();
+    if (ex.deadlineAt === undefined) return false;
+    const left = ex.deadlineAt - performance.now();
     if (left > withinMs) return false;
     const ms = ex.deadlineMs as number;
     ex.deadlineAt = undefined;

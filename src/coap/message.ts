@@ -380,8 +380,7 @@ export function getOption(options: readonly CoapOption[], name: string): Buffer 
 /** First value of an unsigned-integer option, when present and no longer than `maxLength` bytes. */
 export function getUintOption(options: readonly CoapOption[], name: string, maxLength = 4): number | undefined {
   const v = getOption(options, name);
-  if (v === undefined || v.length > maxLength) return undefined;
-  return decodeUint(v);
+  return v === undefined ? undefined : uintWithin(v, maxLength);
 }
 
 /** Uri-Path options for path segments (each at most 255 bytes of UTF-8). */

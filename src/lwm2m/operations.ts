@@ -79,8 +79,9 @@ function compositeFormat(reg: Registration, requested: number | undefined): numb
   return ContentFormat.SENML_JSON;
 }
 
-function coapPath(reg: Registration, pathString: string): string[] {
-  return (reg.rootPath + (pathString === '/' ? '' : pathString)).split('/').filter((s) => s !== '');
+/** The CoAP Uri-Path segments of an LwM2M path on a device whose objects live under `rootPath` ('' at the root). */
+function coapPath(rootPath: string, pathString: string): string[] {
+  return (rootPath + (pathString === '/' ? '' : pathString)).split('/').filter((s) => s !== '');
 }
 
 /** A parsed single-path target, shared by the requests naming it (frozen). */
@@ -96,7 +97,7 @@ interface Target {
 function parseTarget(text: string): Target {
   const path = Object.freeze(parseOne(text));
   const pathString = pathToString(path);
-  const segments = Object.freeze(pathString.split('/').filter((seg) => seg !== ''));
+  const segments = Object.freeze(coapPath('', pathString));
   return Object.freeze({ path, pathString, level: pathLevel(path), paths: Object.freeze([pathString]), segments });
 }
 
@@ -240,7 +241,7 @@ export function prepareOperation(input: OperationInput, reg: Registration, model
 
   if (COMPOSITE.includes(operation)) {
     const root: Lwm2mPath = {};
-    const uri = coapPath(reg, '/');
+    const uri = coapPath(reg.rootPath, '/');
     const cf = compositeFormat(reg, format);
     if (operation === 'write-composite') {
       const value = input.payload;
@@ -269,7 +270,7 @@ export function prepareOperation(input: OperationInput, reg: Registration, model
   if (Array.isArray(input.path)) throw new Lwm2mInputError(`${operation} takes one path, not a list`);
   const target = targets ? targets.get(String(input.path)) : parseTarget(String(input.path));
   const { path, pathString, level } = target;
-  const uri = reg.rootPath === '' ? target.segments : coapPath(reg, pathString);
+  const uri = reg.rootPath === '' ? target.segments : coapPath(reg.rootPath, pathString);
   if (level === 0) throw new Lwm2mInputError(`${operation} needs an object, instance or resource path, not "/"`);
   if (operation === 'read') {
     // the most frequent operation: one object, no copies

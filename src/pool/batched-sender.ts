@@ -18,10 +18,10 @@ export class BatchedSender {
   private readonly flushNow = (): void => this.flush();
 
   /**
+   * `onError`: a send that throws (the socket closed meanwhile); asynchronous failures go to the socket's 'error'.
    * `urgent(data)`: datagrams that go out at once (with everything held before them, in order) instead of waiting for
    * the end of the phase, e.g. DTLS handshake flights, whose round trips a handshake waits for one after another.
    */
-  /** `onError`: a send that throws (the socket closed meanwhile); asynchronous failures go to the socket's 'error'. */
   constructor(private readonly socket: () => Socket | undefined, private readonly onError: (err: Error) => void,
       private readonly urgent?: (data: Buffer) => boolean) {}
 
