@@ -137,17 +137,11 @@ class Ccm8 {
     return out;
   }
 
+  /** The one-shot path (sealRecord's, before the context): explicit nonce ‖ ciphertext ‖ tag. */
   encrypt(type, epoch, seq, plain) {
     const explicit = Buffer.allocUnsafe(8);
     explicit.writeUInt16BE(epoch, 0);
     explicit.writeUIntBE(seq, 2, 6);
-    const ctx = this.context();
-    if (ctx) {
-      const out = Buffer.allocUnsafe(8 + plain.length + 8);
-      explicit.copy(out, 0);
-      ctx.seal(this.nonce(explicit), Ccm8.aad(type, epoch, seq, plain.length), plain, out, 8);
-      return out;
-    }
     const c = crypto.createCipheriv('aes-128-ccm', this.key, this.nonce(explicit), { authTagLength: 8 });
     c.setAAD(Ccm8.aad(type, epoch, seq, plain.length), { plaintextLength: plain.length });
     const ct = c.update(plain);
