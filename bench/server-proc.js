@@ -10,10 +10,12 @@
  *   registered  number of registered endpoints
  *   coapChannels  CoAP channels that still hold state (duplicate-detection entries and the like)
  *   smaps       RSS by kind of mapping (malloc heap, anonymous, files)
- *   heapSample  { ms, all, major }  sampling heap profile over ms: where the objects still alive at the end were
- *               allocated (all: every allocation, collected or not; major: also those promoted and then collected)
+ *   heapSample  { ms, all, major, depth?, interval?, top? }  sampling heap profile over ms: where the objects still
+ *               alive at the end were allocated (all: every allocation, collected or not; major: also those promoted
+ *               and then collected), by the last `depth` frames
  *   mem         process.memoryUsage() after gc()
- *   load        { from, count, window, durationMs, warmupMs, rate? }  LwM2M Read /3/0/0 round trips
+ *   load        { from, count, window, durationMs, warmupMs, rate?, slowMs? }  LwM2M Read /3/0/0 round trips; also
+ *               the garbage collections in the measuring window and (slowMs) the requests that took that long
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
  *   cpu         process.cpuUsage() and the wall clock
  *   heapSnapshot{ file }  after gc()
