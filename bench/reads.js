@@ -22,6 +22,8 @@ const PROFILE = process.env.BENCH_PROFILE === '1';
 const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 /** BENCH_TRACE_GC=1: the server prints its garbage collections (node --trace-gc). */
 const TRACE_GC = process.env.BENCH_TRACE_GC === '1';
+/** BENCH_SLOW=ms: also list when the requests that took at least that long started (server clock, grouped by 10 ms). */
+const SLOW = process.env.BENCH_SLOW ? Number(process.env.BENCH_SLOW) : undefined;
 const HOST = '127.0.0.1';
 
 async function main() {
@@ -39,13 +41,24 @@ async function main() {
     const { count } = await server.call('registered');
     for (let r = 0; r < ROUNDS; r++) {
       const f0 = await Promise.all(fleets.map((f) => f.call('cpu')));
-      const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE });
+      const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE, slowMs: SLOW });
       const f1 = await Promise.all(fleets.map((f) => f.call('cpu')));
       // the fleet's CPU over the whole load call (warm-up included), per read measured
       const fleetUs = f0.reduce((a, c, i) => a + (f1[i].cpu.user - c.cpu.user) + (f1[i].cpu.system - c.cpu.system), 0) / (res.rps * (SECONDS + 0.5));
+      if (SLOW !== undefined && res.slow.length > 0) {
+        const groups = new Map();
+        for (const [start, ms] of res.slow) {
+          const at = Math.round((res.t0 + start) / 10) * 10;
+          const g = groups.get(at) || { n: 0, max: 0 };
+          g.n++;
+          g.max = Math.max(g.max, ms);
+          groups.set(at, g);
+        }
+        console.log(`slow (>= ${SLOW} ms) by start time (ms since the server started): ` + [...groups].map(([at, g]) => `${at}: ${g.n} (max ${g.max})`).join(', '));
+      }
       windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));
       console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), fleet ~${fleetUs.toFixed(1)} us/read, ` +
-        `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}, load ${os.loadavg()[0].toFixed(2)}`);
+        `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}${res.inFlight ? `, in flight ${res.inFlight.mean.toFixed(1)} (max ${res.inFlight.max})` : ''}, load ${os.loadavg()[0].toFixed(2)}`);
     }
   } finally {
     await Promise.all([server, ...fleets].map((c) => c.exit()));

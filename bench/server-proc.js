@@ -147,6 +147,9 @@ function makeRead() {
  */
 async function load({ from, count, window, durationMs, warmupMs = 1000, rate, slowMs }) {
   const slow = [];
+  // open loop: requests outstanding, sampled at each 1 ms tick inside the measuring window (mean and maximum)
+  let inFlightMax = 0;
+  let inFlightMean;
   const eps = endpoints(from, count);
   const read = makeRead();
   const lat = new Float64Array(2_000_000);
@@ -202,11 +205,18 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
   } else {
     let started = 0;
     let inFlight = 0;
+    let inFlightSum = 0;
+    let inFlightTicks = 0;
     const maxInFlight = 4 * window + 1000;
     const landed = () => inFlight--;
     await new Promise((resolve) => {
       const tick = setInterval(() => {
         const now = performance.now();
+        if (now >= mStart && now <= mEnd) {
+          inFlightTicks++;
+          inFlightSum += inFlight;
+          if (inFlight > inFlightMax) inFlightMax = inFlight;
+        }
         if (now >= mEnd) {
           clearInterval(tick);
           const wait = setInterval(() => {
@@ -225,6 +235,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
         }
       }, 1);
     });
+    inFlightMean = inFlightSum / Math.max(1, inFlightTicks);
   }
   clearTimeout(armCpu);
   gcObs.disconnect();
@@ -234,6 +245,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
     ok, failed, rps: ok / (durationMs / 1000), latency: summary(lat, nLat),
     cpuPct: (100 * (cpu.user + cpu.system)) / wallUs, sysPct: (100 * cpu.system) / wallUs,
     windowHr: [hr0.toString(), process.hrtime.bigint().toString()], slow, t0, gc,
+    inFlight: rate ? { mean: inFlightMean, max: inFlightMax } : undefined,
   };
 }
 

@@ -721,7 +721,10 @@ export class Lwm2mServer extends EventEmitter {
       `DTLS session ${restored ? 'restored' : 'established'} with ${session.address}:${session.port} as "${session.identity}" (${session.cipherSuite})`,
     );
     if (restored) {
-      const reg = this.registry.all().find((r) => r.channelKey === key);
+      // Looked up by the session's identity first: a scan per restored session would make restoring n sessions n².
+      const endpoint = this.security.endpointOf(session);
+      const byIdentity = endpoint !== undefined ? this.registry.byEndpoint(endpoint) : undefined;
+      const reg = byIdentity?.channelKey === key ? byIdentity : this.registry.all().find((r) => r.channelKey === key);
       if (reg && this.pool.mode === 'inbound') this.pool.bindInbound(reg.endpoint, channel, false);
       return;
     }

@@ -150,6 +150,26 @@ describe('Lwm2mServer over DTLS (node-dtls-client device)', function () {
     assert.equal(server.registry.size, 0);
   });
 
+  it('a device that closes its session keeps its registration; only its own session is unbound', async () => {
+    server = await newServer();
+    device = new SimulatedDevice({ endpoint: 'dev-a', host: '127.0.0.1', port: server.ports.coaps, psk: { identity: 'id-a', key: KEY_A } });
+    const other = new SimulatedDevice({ endpoint: 'dev-b', host: '127.0.0.1', port: server.ports.coaps, psk: { identity: 'id-b', key: KEY_B } });
+    try {
+      await device.start();
+      await other.start();
+      assert.equal(server.stats().sessions.active, 2);
+      await device.stop(); // close_notify, no de-registration
+      await waitFor(() => server.stats().sessions.active === 1, 2000, 'session of dev-a unbound');
+      assert.equal(server.registry.size, 2);
+      await assert.rejects(server.request({ endpoint: 'dev-a', operation: 'read', path: '/3/0/0' }), /session of "dev-a" has ended/);
+      const res = await server.request({ endpoint: 'dev-b', operation: 'read', path: '/3/0/0' });
+      assert.equal(res.code, '2.05');
+      assert.equal(res.sessionReused, true);
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('lifetime expiry emits expire and frees the session', async () => {
     server = await newServer({ expiryCheckInterval: 100 });
     const expired = events(server, 'expire');

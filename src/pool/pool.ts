@@ -49,6 +49,11 @@ export class PoolError extends Error {
  */
 export class SessionPool {
   private readonly entries = new Map<string, PoolEntry>();
+  /**
+   * Entries by the key of the channel they are bound to, so that a session's end finds its entries without going
+   * over the whole pool (one session normally serves one endpoint; an array when it serves several).
+   */
+  private readonly byChannel = new Map<string, PoolEntry | PoolEntry[]>();
 
   constructor(private readonly opts: PoolOptions) {}
 
@@ -75,7 +80,7 @@ export class SessionPool {
       entry.handshakes += 1;
     }
     entry.mode = 'inbound';
-    entry.channel = channel;
+    this.bind(entry, channel);
     entry.address = channel.address;
     entry.port = channel.port;
     entry.identity = channel.identity;
@@ -84,15 +89,43 @@ export class SessionPool {
 
   /** The session with this key ended; entries that used it stay (counters kept) but have no channel. */
   unbindChannel(channelKey: string): PoolEntry[] {
-    const hit: PoolEntry[] = [];
-    for (const entry of this.entries.values()) {
-      if (entry.channel?.key === channelKey) {
-        entry.channel = undefined;
-        entry.outbound = undefined;
-        hit.push(entry);
-      }
+    const bound = this.byChannel.get(channelKey);
+    if (bound === undefined) return [];
+    const hit = Array.isArray(bound) ? [...bound] : [bound];
+    for (const entry of hit) {
+      this.unbind(entry);
+      entry.outbound = undefined;
     }
     return hit;
+  }
+
+  /** Sets the entry's channel, keeping the by-channel index in step. */
+  private bind(entry: PoolEntry, channel: Channel): void {
+    if (entry.channel === channel) return;
+    this.unbind(entry);
+    entry.channel = channel;
+    const key = channel.key;
+    const bound = this.byChannel.get(key);
+    if (bound === undefined) this.byChannel.set(key, entry);
+    else if (Array.isArray(bound)) bound.push(entry);
+    else this.byChannel.set(key, [bound, entry]);
+  }
+
+  /** Clears the entry's channel, keeping the by-channel index in step. */
+  private unbind(entry: PoolEntry): void {
+    const channel = entry.channel;
+    if (!channel) return;
+    entry.channel = undefined;
+    const key = channel.key;
+    const bound = this.byChannel.get(key);
+    if (bound === entry) {
+      this.byChannel.delete(key);
+    } else if (Array.isArray(bound)) {
+      const at = bound.indexOf(entry);
+      if (at >= 0) bound.splice(at, 1);
+      if (bound.length === 1) this.byChannel.set(key, bound[0]);
+      else if (bound.length === 0) this.byChannel.delete(key);
+    }
   }
 
   /** Outbound: prepares an entry and dials right away, so the first request pays no handshake. */
@@ -142,7 +175,7 @@ export class SessionPool {
           throw new PoolError(`endpoint "${entry.endpoint}" left the pool while its session was being dialled`);
         }
         entry.handshakes += 1;
-        entry.channel = session.channel;
+        this.bind(entry, session.channel);
         entry.outbound = session;
         entry.address = session.channel.address;
         entry.port = session.channel.port;
@@ -150,7 +183,7 @@ export class SessionPool {
         session.onClose(() => {
           if (entry.outbound === session) {
             entry.outbound = undefined;
-            entry.channel = undefined;
+            this.unbind(entry);
           }
         });
         this.opts.log?.('debug', `outbound DTLS session to ${entry.endpoint} established (${entry.address}:${entry.port})`);
@@ -171,7 +204,7 @@ export class SessionPool {
     this.entries.delete(endpoint);
     entry.outbound?.close();
     entry.outbound = undefined;
-    entry.channel = undefined;
+    this.unbind(entry);
   }
 
   /** Closes outbound sessions idle for longer than the idle timeout; returns the endpoints closed. */
@@ -181,7 +214,7 @@ export class SessionPool {
       if (entry.outbound && now - entry.lastUsed >= this.opts.idleTimeoutMs) {
         const s = entry.outbound;
         entry.outbound = undefined;
-        entry.channel = undefined;
+        this.unbind(entry);
         s.close();
         closed.push(entry.endpoint);
         this.opts.log?.('debug', `outbound DTLS session to ${entry.endpoint} closed after ${Math.round((now - entry.lastUsed) / 1000)}s idle`);
@@ -193,6 +226,7 @@ export class SessionPool {
   closeAll(): void {
     for (const entry of this.entries.values()) entry.outbound?.close();
     this.entries.clear();
+    this.byChannel.clear();
   }
 
   countSessions(): { active: number; inbound: number; outbound: number } {
