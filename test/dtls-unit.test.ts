@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import should from 'should';
 import { CookieJar } from '../src/dtls/cookie';
 import { decodeClientHello, MessageAssembler, parseHandshakeFragments } from '../src/dtls/handshake';
-import { prf } from '../src/dtls/prf';
+import { HmacSha256, prf } from '../src/dtls/prf';
+import { RandomBlock } from '../src/dtls/random-block';
 import { parseDatagram } from '../src/dtls/record';
 import { ReplayWindow } from '../src/dtls/replay';
 import { CIPHER_SUITES, clientCiphers, deriveKeys, serverCiphers } from '../src/dtls/suites';
@@ -32,6 +33,48 @@ describe('DTLS building blocks', () => {
         const hex = r.stdout.toString().trim().replace(/:/g, '').toLowerCase();
         prf(s, 'key expansion', sd, len).toString('hex').should.equal(hex);
       }
+    });
+  });
+
+  describe('HMAC-SHA256', () => {
+    it('equals createHmac for keys shorter than, equal to and longer than a block, in both ways of computing it', () => {
+      for (const oneShot of [true, false]) {
+        for (const keyLength of [0, 1, 16, 32, 48, 63, 64, 65, 100, 132]) {
+          const key = randomBytes(keyLength);
+          const hmac = new HmacSha256(key, oneShot);
+          for (const sizes of [[0], [1], [13, 0, 77], [55, 9], [64], [200, 1, 3]]) {
+            const parts = sizes.map((n) => randomBytes(n));
+            const expected = createHmac('sha256', key).update(Buffer.concat(parts)).digest();
+            assert.deepEqual(hmac.digest(...parts), expected, `key ${keyLength} B, parts ${sizes.join('+')}, oneShot ${oneShot}`);
+          }
+        }
+      }
+    });
+    it('gives the same PRF output either way (master secret and key block lengths)', () => {
+      for (const len of [12, 40, 48, 104]) {
+        const s = randomBytes(36);
+        const sd = randomBytes(64);
+        assert.deepEqual(prf(s, 'master secret', sd, len, true), prf(s, 'master secret', sd, len, false));
+      }
+    });
+  });
+
+  describe('random block', () => {
+    it('hands out every byte once and never changes a value it handed out', () => {
+      const block = new RandomBlock(100);
+      const taken: Buffer[] = [];
+      const copies: Buffer[] = [];
+      for (let i = 0; i < 20; i++) {
+        const b = block.take(32);
+        assert.equal(b.length, 32);
+        taken.push(b);
+        copies.push(Buffer.from(b));
+      }
+      taken.forEach((b, i) => assert.deepEqual(b, copies[i], `value ${i} changed after later takes`));
+      assert.equal(new Set(copies.map((b) => b.toString('hex'))).size, 20);
+      // 3 values per block of 100 bytes: 20 values come from 7 blocks, each a different ArrayBuffer
+      assert.equal(new Set(taken.map((b) => b.buffer)).size, 7);
+      assert.equal(block.take(200).length, 200); // larger than a block: its own
     });
   });
 

@@ -1,5 +1,6 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ClientHello } from './handshake';
+import { HmacSha256 } from './prf';
 
 export const COOKIE_LENGTH = 32;
 
@@ -9,8 +10,8 @@ export const COOKIE_LENGTH = 32;
  * (checked on use), so no timer is needed.
  */
 export class CookieJar {
-  private current: Buffer = randomBytes(32);
-  private previous: Buffer | undefined;
+  private current = new HmacSha256(randomBytes(32));
+  private previous: HmacSha256 | undefined;
   private rotatedAt: number;
 
   constructor(private readonly rotateMs: number = 60_000, private readonly now: () => number = Date.now) {
@@ -19,7 +20,7 @@ export class CookieJar {
 
   rotate(): void {
     this.previous = this.current;
-    this.current = randomBytes(32);
+    this.current = new HmacSha256(randomBytes(32));
     this.rotatedAt = this.now();
   }
 
@@ -34,19 +35,13 @@ export class CookieJar {
     }
   }
 
-  private mac(secret: Buffer, address: string, port: number, hello: ClientHello): Buffer {
-    const fixed = Buffer.allocUnsafe(4);
+  private mac(secret: HmacSha256, address: string, port: number, hello: ClientHello): Buffer {
+    const fixed = Buffer.allocUnsafe(5);
     fixed.writeUInt16BE(port, 0);
     fixed.writeUInt16BE(hello.clientVersion, 2);
-    return createHmac('sha256', secret)
-      .update(address, 'utf8')
-      .update(fixed)
-      .update(hello.random)
-      .update(Buffer.from([hello.sessionId.length]))
-      .update(hello.sessionId)
-      .update(hello.cipherSuitesRaw)
-      .update(hello.compressionMethods)
-      .digest()
+    fixed[4] = hello.sessionId.length;
+    return secret
+      .digest(Buffer.from(address, 'utf8'), fixed, hello.random, hello.sessionId, hello.cipherSuitesRaw, hello.compressionMethods)
       .subarray(0, COOKIE_LENGTH);
   }
 

@@ -16,6 +16,7 @@ import { ContentType, DTLS_1_2, type DtlsRecord } from './record';
 import { ReplayWindow } from './replay';
 import { type CipherPair, type CipherSuiteInfo, type KeyMaterial, deriveKeys, serverCiphers, suiteByName } from './suites';
 import { type FlightMessage, type PeerTransport, RecordWriter, openRecord } from './transport';
+import type { RandomBlock } from './random-block';
 
 export interface HandshakeOptions {
   pskLookup?: (identity: string) => Buffer | undefined;
@@ -29,6 +30,8 @@ export interface HandshakeOptions {
   allocateCid?: () => Buffer;
   /** Server key and chain for the ECDHE_ECDSA suites. */
   credentials?: ServerCredentials;
+  /** Where the server random and session ids come from; undefined = one randomBytes call each. */
+  random?: RandomBlock;
   /** CAs that client X.509 chains must lead to. */
   trustedCAs?: readonly X509Certificate[];
   /** Client raw public key (SubjectPublicKeyInfo, DER) -> identity; undefined = unknown key. */
@@ -110,7 +113,7 @@ export class ServerHandshake {
   readonly startedAt = Date.now();
   readonly clientRandom: Buffer;
   private state: State = 'wait_cke';
-  private readonly serverRandom = randomBytes(32);
+  private readonly serverRandom: Buffer;
   private readonly suite: CipherSuiteInfo;
   private readonly extendedMasterSecret: boolean;
   private readonly transcript: Hash = createHash('sha256');
@@ -158,6 +161,7 @@ export class ServerHandshake {
     private readonly callbacks: HandshakeCallbacks,
   ) {
     this.clientRandom = Buffer.from(hello.random);
+    this.serverRandom = opts.random ? opts.random.take(32) : randomBytes(32);
     this.suite = n.suite;
     this.helloSeq = helloSeq;
     this.nextReceiveSeq = helloSeq + 1;
@@ -169,7 +173,7 @@ export class ServerHandshake {
     this.readCid = n.readCid;
     this.writeCid = n.writeCid;
     this.certTypes = n.certTypes;
-    this.sessionId = n.resume ? n.resume.sessionId : (opts.cache ? randomBytes(32) : Buffer.alloc(0));
+    this.sessionId = n.resume ? n.resume.sessionId : (opts.cache ? (opts.random ? opts.random.take(32) : randomBytes(32)) : Buffer.alloc(0));
     this.retransmitMs = opts.retransmitInitialMs;
     this.addTranscript(helloMessage);
   }

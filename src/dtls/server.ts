@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { RandomBlock } from './random-block';
 import { flatString } from '../flat-string';
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../channel';
@@ -165,6 +166,7 @@ export class DtlsServer extends EventEmitter {
       credentials: opts.certificate ? loadServerCredentials(opts.certificate) : undefined,
       trustedCAs: opts.trustedCAs ? loadTrustedCAs(opts.trustedCAs) : undefined,
       rpkLookup: opts.rpkLookup,
+      random: new RandomBlock(),
     };
     const userSend = opts.send;
     const log = this.log;
