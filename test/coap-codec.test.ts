@@ -42,6 +42,55 @@ describe('CoAP encoder', () => {
       assert.ok(back.token.equals(token));
       assert.ok(back.payload.equals(payload));
       assert.equal(back.options.length, options.length);
+      // the decoder reads what coap-packet's parser reads: every option's name and value in order, token, payload
+      const parsed = packet.parse(ours);
+      assert.deepEqual(back.options.map((o) => [o.name, o.value.toString('hex')]), parsed.options.map((o) => [String(o.name), o.value.toString('hex')]), `message ${i}`);
+      assert.equal(back.token.toString('hex'), parsed.token.toString('hex'));
+      assert.equal(back.payload.toString('hex'), parsed.payload.toString('hex'));
+      assert.equal(back.code, parsed.code);
+      assert.equal(back.messageId, parsed.messageId);
+      // typed fields and the path lists come from the first / every occurrence
+      const first = (n: number) => options.find((o) => o.name === optionName(n))?.value;
+      const uint = (v: Buffer | undefined, max: number) => (v === undefined || v.length > max ? undefined : v.length === 0 ? 0 : v.readUIntBE(0, v.length));
+      assert.equal(back.contentFormat, uint(first(12), 2));
+      assert.equal(back.accept, uint(first(17), 2));
+      assert.equal(back.observe, uint(first(6), 3));
+      const all = (n: number) => options.filter((o) => o.name === optionName(n)).map((o) => o.value.toString('utf8'));
+      assert.deepEqual(back.path, all(11));
+      assert.deepEqual(back.query, all(15));
+      assert.deepEqual(back.locationPath, all(8));
+    }
+  });
+
+  it('decodes every cut of a valid message either as coap-packet does or with a format error, never otherwise', () => {
+    const rnd = seededRandom(99);
+    const msg = encodeMessage({
+      type: 'CON', code: '0.02', messageId: 7, token: Buffer.from('0102030405060708', 'hex'),
+      options: [{ name: 'Uri-Path', value: Buffer.from('rd') }, { name: 'Content-Format', value: Buffer.from([40]) },
+        { name: 'Uri-Query', value: Buffer.alloc(20, 0x61) }, { name: 'Size1', value: Buffer.from([1, 0]) }, { name: '2049', value: Buffer.alloc(300, 1) }],
+      payload: Buffer.from('</1/0>,</3/0>'),
+    }, 4096);
+    for (let cut = 0; cut < msg.length; cut++) {
+      const part = msg.subarray(0, cut);
+      let ok;
+      try {
+        ok = decodeMessage(part);
+      } catch (err) {
+        assert.equal((err as Error).name, 'CoapFormatError', `cut at ${cut}: ${(err as Error).message}`);
+        continue;
+      }
+      const parsed = packet.parse(part);
+      assert.deepEqual(ok.options.map((o) => o.value.toString('hex')), parsed.options.map((o) => o.value.toString('hex')), `cut at ${cut}`);
+    }
+    // garbage of every length: a format error or a message, never another exception
+    for (let i = 0; i < 3000; i++) {
+      const junk = Buffer.from(Array.from({ length: rnd(40) }, () => rnd(256)));
+      junk[0] = (junk[0] & 0x3f) | 0x40; // version 1, so the option walk is reached
+      try {
+        decodeMessage(junk);
+      } catch (err) {
+        assert.equal((err as Error).name, 'CoapFormatError', (err as Error).message);
+      }
     }
   });
 

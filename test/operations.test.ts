@@ -263,4 +263,29 @@ describe('Registration edge cases', function () {
       await new Promise<void>((r) => sock.close(() => r()));
     }
   });
+
+  it('reads single Resources answered as text by type, and reports a text that does not fit its type in context', async () => {
+    server = new Lwm2mServer({ bind: '127.0.0.1', coapPort: await freeUdpPort(), coapsPort: 0, allowNoSec: true });
+    await server.start();
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const ch = { key: 'srv', address: '127.0.0.1', port: server.ports.coap, secure: false, send: (d: Buffer) => sock.send(d, server.ports.coap, '127.0.0.1') };
+    // a device whose answers are set per path: text/plain (no Content-Format option) unless given
+    const answers: Record<string, string> = { '3/0/9': ' 87 ', '3/0/0': 'Acme', '3/0/13': 'abc', '3/0/1': '42' };
+    const coap = new CoapEndpoint({ onRequest: (req) => ({ code: '2.05', payload: Buffer.from(answers[req.path.join('/')] ?? '') }) });
+    sock.on('message', (m) => coap.handle(ch, m));
+    try {
+      const ok = await coap.request(ch, { method: 'POST', path: ['rd'], query: ['ep=text-dev', 'lt=100'], contentFormat: 40, payload: Buffer.from('</3/0>') });
+      assert.equal(ok.code, '2.01');
+      const read = (path: string) => server.request({ endpoint: 'text-dev', operation: 'read', path });
+      assert.equal((await read('/3/0/9')).payload, 87); // Integer, surrounding blanks ignored
+      assert.equal((await read('/3/0/0')).payload, 'Acme'); // String
+      assert.equal((await read('/3/0/1')).payload, '42'); // a String stays a string
+      await assert.rejects(read('/3/0/13'), (e: Lwm2mRequestError) => e.kind === 'decode' &&
+        /^cannot decode the answer of "text-dev" to read \/3\/0\/13: \/3\/0\/13: "abc" is not a valid Time \(seconds since 1970\)$/.test(e.message));
+    } finally {
+      coap.close();
+      await new Promise<void>((r) => sock.close(() => r()));
+    }
+  });
 });

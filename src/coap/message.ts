@@ -1,13 +1,11 @@
 /**
  * CoAP message encoding and decoding (RFC 7252 §3, RFC 7641 Observe, RFC 7959 Block options).
  *
- * Decoding is a typed layer over `coap-packet`'s parser: datagrams are first checked structurally here (coap-packet
- * is lenient about truncated options, reserved token lengths and a payload marker without payload, all of which
- * RFC 7252 calls message format errors), then parsed, then the options the layer above needs are decoded into
- * typed fields. Encoding is done here in one pass into a buffer of the exact size (it writes the same bytes as
- * coap-packet's generate, which allocates two buffers per option; the tests compare the two).
+ * Both are done here in one pass. Decoding checks the structure as it reads (anything RFC 7252 calls a message format
+ * error is rejected, where coap-packet's parser is lenient about truncated options, reserved token lengths and a
+ * payload marker without payload) and keeps views into the datagram; encoding writes into a buffer of the exact size.
+ * The tests compare both with coap-packet (its parse and generate) on random messages.
  */
-import * as packet from 'coap-packet';
 import { CoapFormatError } from './errors';
 
 export type CoapMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' | 'PATCH' | 'iPATCH';
@@ -424,88 +422,95 @@ export function peekHeader(datagram: Buffer): CoapHeader | undefined {
   };
 }
 
-/** Throws CoapFormatError unless the datagram is a structurally valid RFC 7252 message. */
-function checkStructure(buf: Buffer): void {
-  if (buf.length < 4) throw new CoapFormatError('datagram shorter than a CoAP header');
-  if (buf[0] >> 6 !== 1) throw new CoapFormatError('not CoAP version 1');
-  const tokenLength = buf[0] & 15;
-  if (tokenLength > 8) throw new CoapFormatError(`reserved token length ${tokenLength}`);
-  if (buf[1] === 0) {
-    if (buf.length !== 4) throw new CoapFormatError('empty message with token, options or payload');
-    return;
-  }
-  let i = 4 + tokenLength;
-  if (i > buf.length) throw new CoapFormatError('truncated token');
-  let number = 0;
-  while (i < buf.length) {
-    const b = buf[i++];
-    if (b === 0xff) {
-      if (i >= buf.length) throw new CoapFormatError('payload marker without payload');
-      return;
-    }
-    let delta = b >> 4;
-    let length = b & 15;
-    if (delta === 15 || length === 15) throw new CoapFormatError('reserved option delta or length 15');
-    if (delta === 13) {
-      if (i + 1 > buf.length) throw new CoapFormatError('truncated option delta');
-      delta = buf[i] + 13;
-      i += 1;
-    } else if (delta === 14) {
-      if (i + 2 > buf.length) throw new CoapFormatError('truncated option delta');
-      delta = buf.readUInt16BE(i) + 269;
-      i += 2;
-    }
-    if (length === 13) {
-      if (i + 1 > buf.length) throw new CoapFormatError('truncated option length');
-      length = buf[i] + 13;
-      i += 1;
-    } else if (length === 14) {
-      if (i + 2 > buf.length) throw new CoapFormatError('truncated option length');
-      length = buf.readUInt16BE(i) + 269;
-      i += 2;
-    }
-    number += delta;
-    if (number > 65535) throw new CoapFormatError('option number above 65535');
-    if (i + length > buf.length) throw new CoapFormatError('truncated option value');
-    i += length;
-  }
-}
-
 /** A typed unsigned-integer option's value, when it is no longer than `maxLength` bytes. */
 function uintWithin(value: Buffer, maxLength: number): number | undefined {
   return value.length > maxLength ? undefined : decodeUint(value);
 }
 
+/** 'c.dd' for every code byte, made once. */
+const CODE_TEXT: readonly string[] = Array.from({ length: 256 }, (_, b) => `${b >> 5}.${String(b & 31).padStart(2, '0')}`);
+/** Option names by number for the numbers below 64 (the rest go through optionName). */
+const SMALL_OPTION_NAMES: readonly string[] = Array.from({ length: 64 }, (_, n) => optionName(n));
+/** Shared by every message without token, payload, path, query or location path (nothing writes into them). */
+const NO_BYTES: Buffer = Buffer.alloc(0);
+const NO_SEGMENTS: string[] = Object.freeze([]) as unknown as string[];
+
 /**
- * Decodes a datagram. Throws CoapFormatError for anything RFC 7252 calls a message format error. Typed fields
- * (contentFormat, accept, observe) are set only when the first such option's value has a valid length.
+ * Decodes a datagram in one pass: the structure is checked as the options are read (anything RFC 7252 calls a
+ * message format error throws CoapFormatError: a short header, another version, a reserved token length, an empty
+ * message with more than a header, truncated token/option, delta or length 15, an option number above 65535, a
+ * payload marker without payload), and the typed fields are filled on the way. Typed fields (contentFormat, accept,
+ * observe) are set only when the first such option's value has a valid length. Token, option values and payload are
+ * views into the datagram (a buffer of its own: the socket's or the DTLS layer's plaintext), not copies.
  */
 export function decodeMessage(datagram: Buffer): CoapMessage {
-  checkStructure(datagram);
-  let parsed: packet.ParsedPacket;
-  try {
-    parsed = packet.parse(datagram);
-  } catch (err) {
-    throw new CoapFormatError(err instanceof Error ? err.message : 'unparseable datagram');
-  }
-  // Token, option values and payload are views into the datagram (a buffer of its own: the socket's or the DTLS
-  // layer's plaintext), not copies. One pass over the options fills the typed fields.
-  const raw = parsed.options;
-  const options: CoapOption[] = new Array(raw.length);
-  const path: string[] = [];
-  const query: string[] = [];
-  const locationPath: string[] = [];
+  const len = datagram.length;
+  if (len < 4) throw new CoapFormatError('datagram shorter than a CoAP header');
+  const b0 = datagram[0];
+  if (b0 >> 6 !== 1) throw new CoapFormatError('not CoAP version 1');
+  const tokenLength = b0 & 15;
+  if (tokenLength > 8) throw new CoapFormatError(`reserved token length ${tokenLength}`);
+  const codeByte = datagram[1];
+  if (codeByte === 0 && len !== 4) throw new CoapFormatError('empty message with token, options or payload');
+  let i = 4 + tokenLength;
+  if (i > len) throw new CoapFormatError('truncated token');
+  const token = tokenLength === 0 ? NO_BYTES : datagram.subarray(4, i);
+  const options: CoapOption[] = [];
+  let path = NO_SEGMENTS;
+  let query = NO_SEGMENTS;
+  let locationPath = NO_SEGMENTS;
   let cf: Buffer | undefined;
   let accept: Buffer | undefined;
   let observe: Buffer | undefined;
-  for (let i = 0; i < raw.length; i++) {
-    const name = String(raw[i].name);
-    const value = raw[i].value;
-    options[i] = { name, value };
-    switch (optionNumber(name)) {
-      case URI_PATH: path.push(value.toString('utf8')); break;
-      case URI_QUERY: query.push(value.toString('utf8')); break;
-      case LOCATION_PATH: locationPath.push(value.toString('utf8')); break;
+  let payload: Buffer = NO_BYTES;
+  let number = 0;
+  while (i < len) {
+    const b = datagram[i++];
+    if (b === 0xff) {
+      if (i >= len) throw new CoapFormatError('payload marker without payload');
+      payload = datagram.subarray(i);
+      break;
+    }
+    let delta = b >> 4;
+    let length = b & 15;
+    if (delta === 15 || length === 15) throw new CoapFormatError('reserved option delta or length 15');
+    if (delta === 13) {
+      if (i + 1 > len) throw new CoapFormatError('truncated option delta');
+      delta = datagram[i] + 13;
+      i += 1;
+    } else if (delta === 14) {
+      if (i + 2 > len) throw new CoapFormatError('truncated option delta');
+      delta = ((datagram[i] << 8) | datagram[i + 1]) + 269;
+      i += 2;
+    }
+    if (length === 13) {
+      if (i + 1 > len) throw new CoapFormatError('truncated option length');
+      length = datagram[i] + 13;
+      i += 1;
+    } else if (length === 14) {
+      if (i + 2 > len) throw new CoapFormatError('truncated option length');
+      length = ((datagram[i] << 8) | datagram[i + 1]) + 269;
+      i += 2;
+    }
+    number += delta;
+    if (number > 65535) throw new CoapFormatError('option number above 65535');
+    if (i + length > len) throw new CoapFormatError('truncated option value');
+    const value = datagram.subarray(i, i + length);
+    i += length;
+    options.push({ name: number < 64 ? SMALL_OPTION_NAMES[number] : optionName(number), value });
+    switch (number) {
+      case URI_PATH:
+        if (path === NO_SEGMENTS) path = [];
+        path.push(value.toString('utf8'));
+        break;
+      case URI_QUERY:
+        if (query === NO_SEGMENTS) query = [];
+        query.push(value.toString('utf8'));
+        break;
+      case LOCATION_PATH:
+        if (locationPath === NO_SEGMENTS) locationPath = [];
+        locationPath.push(value.toString('utf8'));
+        break;
       case CONTENT_FORMAT: cf ??= value; break;
       case ACCEPT: accept ??= value; break;
       case OBSERVE: observe ??= value; break;
@@ -513,22 +518,19 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
     }
   }
   const msg: CoapMessage = {
-    code: parsed.code,
-    type: TYPES[(datagram[0] >> 4) & 3],
-    messageId: parsed.messageId,
-    token: parsed.token,
+    code: CODE_TEXT[codeByte],
+    type: TYPES[(b0 >> 4) & 3],
+    messageId: (datagram[2] << 8) | datagram[3],
+    token,
     options,
-    payload: parsed.payload,
+    payload,
     path,
     query,
     locationPath,
   };
-  const cfValue = cf && uintWithin(cf, 2);
-  if (cfValue !== undefined) msg.contentFormat = cfValue;
-  const acceptValue = accept && uintWithin(accept, 2);
-  if (acceptValue !== undefined) msg.accept = acceptValue;
-  const observeValue = observe && uintWithin(observe, 3);
-  if (observeValue !== undefined) msg.observe = observeValue;
+  if (cf !== undefined && cf.length <= 2) msg.contentFormat = decodeUint(cf);
+  if (accept !== undefined && accept.length <= 2) msg.accept = decodeUint(accept);
+  if (observe !== undefined && observe.length <= 3) msg.observe = decodeUint(observe);
   return msg;
 }
 

@@ -1,6 +1,6 @@
 import type { CoapMessage, CoapRequestInit } from '../coap';
 import {
-  ContentFormat, decodeContent, encodeCompositePaths, encodeContent, formatByName, formatName, parseLinkFormat, unwrapSingle,
+  ContentFormat, decodeContent, encodeCompositePaths, encodeContent, formatByName, formatName, parseLinkFormat, parseTextValue, unwrapSingle,
 } from './content';
 import type { ObjectModel } from './model';
 import { parsePath, pathLevel, pathToString, type Lwm2mPath } from './path';
@@ -334,6 +334,15 @@ export function decodeResult(op: PreparedOperation, res: CoapMessage, model: Obj
     return out;
   }
   const cf = res.contentFormat ?? ContentFormat.TEXT;
+  if (cf === ContentFormat.TEXT && !op.composite && pathLevel(op.path) >= 3) {
+    // One Resource as text, the commonest answer: its value directly (what unwrapSingle would take out of the
+    // record decodeContent makes). A value that does not parse goes the general way, which reports it in context.
+    try {
+      return parseTextValue(res.payload.toString('utf8'), model.resource(op.path.objectId as number, op.path.resourceId as number)?.type, op.pathString);
+    } catch {
+      // reported below
+    }
+  }
   const values = decodeContent(cf, res.payload, op.path, model);
   return op.composite ? values : unwrapSingle(values, op.path);
 }
