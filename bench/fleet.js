@@ -9,7 +9,8 @@
  *              repeated fresh sessions: new socket, full PSK handshake, [one CoAP GET answered by the server],
  *              close_notify, socket closed
  *   echoStart  { bind, replySize }  a raw UDP echo socket answering each datagram with replySize bytes
- *   cpu        process.cpuUsage() and the wall clock
+ *   cpu        process.cpuUsage(), the wall clock, and this process's garbage collections (count, pause time, major
+ *              ones, longest pause since the previous cpu call): a fleet pause delays every device's answers at once
  *   stats      reads answered, datagram sizes seen
  *   exit
  */
@@ -20,6 +21,18 @@ const keys = require('./lib/keys');
 const { serveCommands } = require('./lib/child');
 // The package's CCM over long-lived AES contexts, so busy simulated devices cost the load generator less CPU.
 const CcmContext = process.env.BENCH_FLEET_CCM === '0' ? undefined : require('../dist/index.js').CcmContext;
+
+const { PerformanceObserver, constants } = require('node:perf_hooks');
+
+const gc = { count: 0, ms: 0, major: 0, maxMs: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.count++;
+    gc.ms += e.duration;
+    if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
+    if (e.duration > gc.maxMs) gc.maxMs = e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
 
 const devices = [];
 const stats = { readsAnswered: 0, reqBytes: 0, respBytes: 0, sizeSamples: 0 };
@@ -255,7 +268,11 @@ async function handle(msg) {
       if (echoSocket) await closeSocket(echoSocket);
       echoSocket = undefined;
       return {};
-    case 'cpu': return { cpu: process.cpuUsage(), wall: performance.now() };
+    case 'cpu': {
+      const out = { cpu: process.cpuUsage(), wall: performance.now(), gc: { ...gc } };
+      gc.maxMs = 0;
+      return out;
+    }
     case 'stats': return { ...stats, devices: devices.length };
     case 'exit':
       for (const d of devices) d.client.close();

@@ -22,7 +22,10 @@ const PROFILE = process.env.BENCH_PROFILE === '1';
 const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 /** BENCH_TRACE_GC=1: the server prints its garbage collections (node --trace-gc). */
 const TRACE_GC = process.env.BENCH_TRACE_GC === '1';
-/** BENCH_SLOW=ms: also list when the requests that took at least that long started (server clock, grouped by 10 ms). */
+/**
+ * BENCH_SLOW=ms: how many requests took at least that long and how many of them were outstanding while the server
+ * collected garbage; BENCH_SLOW_LIST=1 also lists when they started (server clock, grouped by 10 ms).
+ */
 const SLOW = process.env.BENCH_SLOW ? Number(process.env.BENCH_SLOW) : undefined;
 const HOST = '127.0.0.1';
 
@@ -54,11 +57,12 @@ async function main() {
           g.max = Math.max(g.max, ms);
           groups.set(at, g);
         }
-        console.log(`slow (>= ${SLOW} ms) by start time (ms since the server started): ` + [...groups].map(([at, g]) => `${at}: ${g.n} (max ${g.max})`).join(', '));
+        console.log(`slow (>= ${SLOW} ms): ${res.slow.length} (${(100 * res.slow.length / (res.rps * SECONDS)).toFixed(2)} %), ${res.slowMetGc} of them outstanding during a server GC`);
+        if (process.env.BENCH_SLOW_LIST === '1') console.log(`slow (>= ${SLOW} ms) by start time (ms since the server started): ` + [...groups].map(([at, g]) => `${at}: ${g.n} (max ${g.max})`).join(', '));
       }
       windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));
       console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), fleet ~${fleetUs.toFixed(1)} us/read, ` +
-        `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, failed ${res.failed}${res.inFlight ? `, in flight ${res.inFlight.mean.toFixed(1)} (max ${res.inFlight.max})` : ''}, load ${os.loadavg()[0].toFixed(2)}`);
+        `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, fleet GC max ${Math.max(...f1.map((f) => f.gc.maxMs)).toFixed(1)} ms (${f1.reduce((a, f, i) => a + f.gc.major - f0[i].gc.major, 0)} major), failed ${res.failed}${res.inFlight ? `, in flight ${res.inFlight.mean.toFixed(1)} (max ${res.inFlight.max})` : ''}, load ${os.loadavg()[0].toFixed(2)}`);
     }
   } finally {
     await Promise.all([server, ...fleets].map((c) => c.exit()));

@@ -15,7 +15,8 @@
  *               and then collected), by the last `depth` frames
  *   mem         process.memoryUsage() after gc()
  *   load        { from, count, window, durationMs, warmupMs, rate?, slowMs? }  LwM2M Read /3/0/0 round trips; also
- *               the garbage collections in the measuring window and (slowMs) the requests that took that long
+ *               the garbage collections in the measuring window and (slowMs) the requests that took that long, and
+ *               how many of them were outstanding while this process collected garbage
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
  *   cpu         process.cpuUsage() and the wall clock
  *   heapSnapshot{ file }  after gc()
@@ -162,6 +163,8 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
   const mEnd = mStart + durationMs;
   // garbage collections inside the measuring window: count and pause time by kind
   const gc = { minor: 0, major: 0, minorMs: 0, majorMs: 0, maxMs: 0 };
+  /** slowMs: start and end of each collection (pairs), to tell which slow requests waited for one */
+  const pauses = [];
   const gcObs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       if (e.startTime < mStart || e.startTime > mEnd) continue;
@@ -169,6 +172,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
       gc[major ? 'major' : 'minor']++;
       gc[major ? 'majorMs' : 'minorMs'] += e.duration;
       gc.maxMs = Math.max(gc.maxMs, e.duration);
+      if (slowMs !== undefined && pauses.length < 100_000) pauses.push(e.startTime, e.startTime + e.duration);
     }
   });
   gcObs.observe({ entryTypes: ['gc'] });
@@ -188,7 +192,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
         if (good) ok++;
         else failed++;
         if (nLat < lat.length) lat[nLat++] = e - s;
-        if (slowMs !== undefined && e - s >= slowMs && slow.length < 10_000) slow.push([Math.round(s - t0), Math.round(e - s)]);
+        if (slowMs !== undefined && e - s >= slowMs && slow.length < 10_000) slow.push([s - t0, e - s]);
       }
       after();
     });
@@ -238,13 +242,27 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
     inFlightMean = inFlightSum / Math.max(1, inFlightTicks);
   }
   clearTimeout(armCpu);
+  // let the observer deliver the last collections before the slow requests are matched with them
+  await new Promise((r) => setImmediate(r));
   gcObs.disconnect();
+  // a slow request "met" a collection of this process when one ran while it was outstanding
+  let slowMetGc = 0;
+  for (const [start, ms] of slow) {
+    const a = t0 + start;
+    const b = a + ms;
+    for (let i = 0; i < pauses.length; i += 2) {
+      if (pauses[i] < b && pauses[i + 1] > a) {
+        slowMetGc++;
+        break;
+      }
+    }
+  }
   const cpu = process.cpuUsage(cpu0);
   const wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
   return {
     ok, failed, rps: ok / (durationMs / 1000), latency: summary(lat, nLat),
     cpuPct: (100 * (cpu.user + cpu.system)) / wallUs, sysPct: (100 * cpu.system) / wallUs,
-    windowHr: [hr0.toString(), process.hrtime.bigint().toString()], slow, t0, gc,
+    windowHr: [hr0.toString(), process.hrtime.bigint().toString()], slow, slowMetGc, t0, gc,
     inFlight: rate ? { mean: inFlightMean, max: inFlightMax } : undefined,
   };
 }

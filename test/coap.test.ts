@@ -372,6 +372,26 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     assert.equal(env.ep.stats.responsesReceived, 1);
   });
 
+  it('a frozen path shares its Uri-Path options, and options added to one request never reach the next', async () => {
+    const ch = await setup();
+    peer.onMessage = (data, from) => {
+      const p = parse(data);
+      peer.send(gen({ ack: true, code: '2.05', messageId: p.messageId, token: p.token, payload: Buffer.from('ok') }), from);
+    };
+    const path = Object.freeze(['3', '0', '0']);
+    await env.ep.request(ch, { method: 'GET', path, query: ['a=1'], accept: 0 });
+    await env.ep.request(ch, { method: 'GET', path });
+    await env.ep.request(ch, { method: 'PUT', path, contentFormat: 0, payload: Buffer.from('x') });
+    await env.ep.request(ch, { method: 'GET', path: ['3', '0', '1'] });
+    const seen = peer.received.map((r) => parse(r.data).options.map((o) => `${o.name}=${o.value.toString('hex')}`));
+    assert.deepEqual(seen, [
+      ['Uri-Path=33', 'Uri-Path=30', 'Uri-Path=30', 'Uri-Query=613d31', 'Accept='],
+      ['Uri-Path=33', 'Uri-Path=30', 'Uri-Path=30'],
+      ['Uri-Path=33', 'Uri-Path=30', 'Uri-Path=30', 'Content-Format='],
+      ['Uri-Path=33', 'Uri-Path=30', 'Uri-Path=31'],
+    ]);
+  });
+
   it('gives up after maxRetransmit + 1 transmissions at exponentially growing spacing', async () => {
     const ch = await setup({ ackTimeoutMs: 50, maxRetransmit: 3 });
     const started = performance.now();

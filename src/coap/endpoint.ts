@@ -424,6 +424,8 @@ export class CoapEndpoint {
   private readonly tokenPool = Buffer.alloc(4096);
   /** uriPathOptions: the Uri-Path option of each short segment seen. */
   private readonly segmentOptions = new Map<string, CoapOption>();
+  /** Uri-Path option lists of frozen paths (shared, frozen), held only as long as their path is. */
+  private readonly pathOptionLists = new WeakMap<readonly string[], CoapOption[]>();
   /** The hex key of the token newToken returned last (startExchange need not make it again). */
   private newTokenKey = '';
   /** Accept and Content-Format options by value (a handful of formats), shared like the Uri-Path ones. */
@@ -510,7 +512,10 @@ export class CoapEndpoint {
       if (!code) throw new TypeError(`unknown CoAP method '${String(init.method)}'`);
       if (!Array.isArray(init.path)) throw new TypeError('request path must be an array of segments');
       label = new RequestLabel(init.method, init.path);
-      base = this.uriPathOptions(init.path);
+      const pathOptions = this.uriPathOptions(init.path);
+      // a frozen path's options are shared (frozen too): copied only when more options join them
+      const more = (init.query !== undefined && init.query.length > 0) || init.contentFormat !== undefined || init.accept !== undefined || init.options !== undefined;
+      base = more && Object.isFrozen(pathOptions) ? pathOptions.slice() : pathOptions;
       if (init.query && init.query.length > 0) base.push(...queryOptions(init.query));
       if (init.contentFormat !== undefined) base.push(numberOption(this.formatOptions, 'Content-Format', init.contentFormat));
       if (init.accept !== undefined) base.push(numberOption(this.acceptOptions, 'Accept', init.accept));
@@ -1604,7 +1609,23 @@ export class CoapEndpoint {
    * every request that names it (options are never changed after they are made; at most 1,024 are kept, then the
    * cache starts over).
    */
+  /**
+   * The Uri-Path options of a path. For a frozen path (the object model's request targets are, one per distinct path)
+   * the list is made once and shared, frozen; another path gets a new list.
+   */
   private uriPathOptions(segments: readonly string[]): CoapOption[] {
+    if (Object.isFrozen(segments)) {
+      let shared = this.pathOptionLists.get(segments);
+      if (!shared) {
+        shared = Object.freeze(this.newPathOptions(segments)) as CoapOption[];
+        this.pathOptionLists.set(segments, shared);
+      }
+      return shared;
+    }
+    return this.newPathOptions(segments);
+  }
+
+  private newPathOptions(segments: readonly string[]): CoapOption[] {
     const out: CoapOption[] = [];
     for (let i = 0; i < segments.length; i++) {
       const seg = segments[i];
