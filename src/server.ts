@@ -880,10 +880,16 @@ export class Lwm2mServer extends EventEmitter {
 
   private sweepIdle(now = Date.now()): void {
     this.pool.sweepIdle(now);
-    const bound = new Set(this.registry.all().map((r) => r.channelKey));
     const idleMs = this.opts.idleTimeout * 1000;
+    // Bound = some registration talks over the channel. Found through the session's identity (no list of every
+    // registration per sweep); the full set of channel keys is made only for a channel not found that way.
+    let bound: Set<string> | undefined;
     for (const [key, { session }] of this.dtlsChannels) {
-      if (!bound.has(key) && now - session.lastActivity >= idleMs) session.close();
+      if (now - session.lastActivity < idleMs) continue;
+      const endpoint = this.security.endpointOf(session);
+      if (endpoint !== undefined && this.registry.byEndpoint(endpoint)?.channelKey === key) continue;
+      bound ??= new Set(this.registry.all().map((r) => r.channelKey));
+      if (!bound.has(key)) session.close();
     }
   }
 

@@ -170,6 +170,30 @@ describe('Lwm2mServer over DTLS (node-dtls-client device)', function () {
     }
   });
 
+  it('closes an idle DTLS session that no registration uses and keeps an idle registered one', async () => {
+    server = await newServer({ idleTimeout: 1, idleSweepInterval: 1 });
+    device = new SimulatedDevice({ endpoint: 'dev-a', host: '127.0.0.1', port: server.ports.coaps, psk: { identity: 'id-a', key: KEY_A } });
+    await device.start();
+    const { dtls } = await import('node-dtls-client');
+    const bare = dtls.createSocket({ type: 'udp4', address: '127.0.0.1', port: server.ports.coaps, psk: { 'id-b': KEY_B }, timeout: 5000, ciphers: ['TLS_PSK_WITH_AES_128_CCM_8'] });
+    let isClosed = false;
+    const closed = new Promise<void>((r) => bare.once('close', () => { isClosed = true; r(); }));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        bare.once('connected', () => resolve());
+        bare.once('error', (e: Error) => reject(e));
+      });
+      assert.equal(server.stats().sessions.inbound, 2);
+      await waitFor(() => server.stats().sessions.inbound === 1, 4000, 'the unregistered session closed');
+      await closed; // close_notify reached it
+      const res = await server.request({ endpoint: 'dev-a', operation: 'read', path: '/3/0/0' });
+      assert.equal(res.sessionReused, true);
+      assert.equal(res.handshakes, 1);
+    } finally {
+      if (!isClosed) bare.close();
+    }
+  });
+
   it('lifetime expiry emits expire and frees the session', async () => {
     server = await newServer({ expiryCheckInterval: 100 });
     const expired = events(server, 'expire');

@@ -38,6 +38,17 @@ export type RegistryEvent = 'register' | 'update' | 'deregister' | 'expire';
 export class Registry extends EventEmitter {
   private readonly byEndpointMap = new Map<string, Registration>();
   private readonly byIdMap = new Map<string, Registration>();
+  /**
+   * No registration expires before this (a lower bound: traffic only moves expiries later), so the periodic check
+   * skips the scan over every registration until it is due.
+   */
+  private nextExpiry = Infinity;
+
+  private noteExpiry(reg: Registration): void {
+    const at = reg.lastSeen + reg.lifetime * 1000;
+    if (Number.isNaN(at)) this.nextExpiry = -Infinity; // a malformed restore: check every time, as before
+    else if (at < this.nextExpiry) this.nextExpiry = at;
+  }
 
   newRegistrationId(): string {
     for (;;) {
@@ -51,6 +62,7 @@ export class Registry extends EventEmitter {
     if (replaced) this.byIdMap.delete(replaced.registrationId);
     this.byEndpointMap.set(reg.endpoint, reg);
     this.byIdMap.set(reg.registrationId, reg);
+    this.noteExpiry(reg);
     this.emit('register', reg, replaced);
     return replaced;
   }
@@ -61,6 +73,7 @@ export class Registry extends EventEmitter {
     if (old) this.byIdMap.delete(old.registrationId);
     this.byEndpointMap.set(reg.endpoint, reg);
     this.byIdMap.set(reg.registrationId, reg);
+    this.noteExpiry(reg);
   }
 
   /** Applies changes to a registration; emits 'update' with the names of the fields that changed. */
@@ -71,6 +84,7 @@ export class Registry extends EventEmitter {
       if (JSON.stringify(reg[k]) !== JSON.stringify(v)) changed.push(k);
       (reg as unknown as Record<string, unknown>)[k] = v;
     }
+    this.noteExpiry(reg);
     this.emit('update', reg, changed.filter((k) => k !== 'lastSeen'));
     return changed;
   }
@@ -114,10 +128,16 @@ export class Registry extends EventEmitter {
 
   /** Removes every registration whose lifetime ran out; returns them (each also emitted as 'expire'). */
   expire(now = Date.now()): Registration[] {
+    if (now < this.nextExpiry) return [];
     const gone: Registration[] = [];
+    let next = Infinity;
     for (const reg of this.byEndpointMap.values()) {
-      if (reg.lastSeen + reg.lifetime * 1000 <= now) gone.push(reg);
+      const at = reg.lastSeen + reg.lifetime * 1000;
+      if (at <= now) gone.push(reg);
+      else if (Number.isNaN(at)) next = -Infinity;
+      else if (at < next) next = at;
     }
+    this.nextExpiry = next;
     for (const reg of gone) this.remove(reg, 'expire');
     return gone;
   }
