@@ -9,8 +9,9 @@
  *              repeated fresh sessions: new socket, full PSK handshake, [one CoAP GET answered by the server],
  *              close_notify, socket closed
  *   echoStart  { bind, replySize }  a raw UDP echo socket answering each datagram with replySize bytes
- *   cpu        process.cpuUsage(), the wall clock, and this process's garbage collections (count, pause time, major
- *              ones, longest pause since the previous cpu call): a fleet pause delays every device's answers at once
+ *   cpu        process.cpuUsage(), the wall clock, this process's garbage collections (count, pause time, major
+ *              ones, longest pause since the previous cpu call) and event-loop delay (p99, max since the previous cpu
+ *              call): a fleet pause delays every device's answers at once
  *   stats      reads answered, datagram sizes seen
  *   exit
  */
@@ -22,7 +23,11 @@ const { serveCommands } = require('./lib/child');
 // The package's CCM over long-lived AES contexts, so busy simulated devices cost the load generator less CPU.
 const CcmContext = process.env.BENCH_FLEET_CCM === '0' ? undefined : require('../dist/index.js').CcmContext;
 
-const { PerformanceObserver, constants } = require('node:perf_hooks');
+const { PerformanceObserver, constants, monitorEventLoopDelay } = require('node:perf_hooks');
+
+/** How late this process's event loop runs (a stall delays every simulated device's answers at once). */
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
 
 const gc = { count: 0, ms: 0, major: 0, maxMs: 0 };
 new PerformanceObserver((list) => {
@@ -269,8 +274,12 @@ async function handle(msg) {
       echoSocket = undefined;
       return {};
     case 'cpu': {
-      const out = { cpu: process.cpuUsage(), wall: performance.now(), gc: { ...gc } };
+      const out = {
+        cpu: process.cpuUsage(), wall: performance.now(), gc: { ...gc },
+        loopDelay: { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 },
+      };
       gc.maxMs = 0;
+      loopDelay.reset();
       return out;
     }
     case 'stats': return { ...stats, devices: devices.length };
