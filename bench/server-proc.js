@@ -23,7 +23,7 @@
  *   stop / exit
  */
 const dgram = require('node:dgram');
-const { PerformanceObserver, constants } = require('node:perf_hooks');
+const { PerformanceObserver, constants, monitorEventLoopDelay } = require('node:perf_hooks');
 const path = require('node:path');
 const keys = require('./lib/keys');
 const { serveCommands } = require('./lib/child');
@@ -178,9 +178,12 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
   gcObs.observe({ entryTypes: ['gc'] });
   let cpu0 = process.cpuUsage();
   let hr0 = process.hrtime.bigint();
+  // how late this process's event loop ran inside the measuring window (garbage collections included)
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   const armCpu = setTimeout(() => {
     cpu0 = process.cpuUsage();
     hr0 = process.hrtime.bigint();
+    loopDelay.enable();
   }, warmupMs);
   /** One read; `after` runs once it is answered (or failed). */
   const one = (after) => {
@@ -245,6 +248,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
   // let the observer deliver the last collections before the slow requests are matched with them
   await new Promise((r) => setImmediate(r));
   gcObs.disconnect();
+  loopDelay.disable();
   // a slow request "met" a collection of this process when one ran while it was outstanding
   let slowMetGc = 0;
   for (const [start, ms] of slow) {
@@ -264,6 +268,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
     cpuPct: (100 * (cpu.user + cpu.system)) / wallUs, sysPct: (100 * cpu.system) / wallUs,
     windowHr: [hr0.toString(), process.hrtime.bigint().toString()], slow, slowMetGc, t0, gc,
     inFlight: rate ? { mean: inFlightMean, max: inFlightMax } : undefined,
+    loopDelay: { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 },
   };
 }
 
