@@ -246,6 +246,13 @@ async function mainServer() {
       const targets = [];
       for (const f of fleets) targets.push({ address: HOST, port: (await f.call('echoStart', { bind: HOST, replySize: sizes.resp })).port });
       const r = await measured(fleets, undefined, () => server.call('echo', { targets, window: CFG.window, durationMs: CFG.seconds * 1000, size: sizes.req }));
+      // the same rate as the latency phase, raw: what this machine's loopback and scheduling give without DTLS/CoAP
+      if (results.latencyRate) {
+        const l = await server.call('echoLatency', { target: targets[0], rate: results.latencyRate, durationMs: CFG.seconds * 1000, size: sizes.req });
+        results.udpEchoP50Ms = l.latency.p50;
+        results.udpEchoP99Ms = l.latency.p99;
+        results.udpEchoMaxMs = l.latency.max;
+      }
       await Promise.all(fleets.map((f) => f.call('echoStop')));
       results.udpEchoRps = r.rps;
       results.udpEchoCpuPct = r.cpuPct;
@@ -399,6 +406,7 @@ function table(profile) {
     [`RSS bytes per device at ${fmt(r.devices10k)}`, fmt(r.bytesPerSession10k), `after ${fmt((r.idleMs10k || 0) / 1000, 0)} s idle (${fmt(r.bytesPerSession10kBusy)} right after registering); heap ${fmt(r.heapPerSession10k)} B/device; ${CFG.heap ? 'PSK table not included, its share' : 'PSK store share included'} ${fmt(r.pskStoreBytesPerDevice10k)} B`],
     [`RSS bytes per device at ${fmt(r.devices100k)}`, fmt(r.bytesPerSession100k), `registered ${fmt((r.steadyMs100k || 0) / 1000, 0)} s, ${QUICK ? 'CoAP exchange state not yet expired (quick run)' : 'CoAP exchange state expired'} (${fmt(r.bytesPerSession100kBusy)} right after registering, ${fmt(r.bytesPerSession100kIdle)} after ${fmt((r.idleMs100k || 0) / 1000, 0)} s idle); heap ${fmt(r.heapPerSession100k)} B/device (${fmt(r.heapPerSession100kIdle)} at ${fmt((r.idleMs100k || 0) / 1000, 0)} s); PSK store share ${fmt(r.pskStoreBytesPerDevice100k)} B; server RSS ${fmt((r.serverRss100k || 0) / 2 ** 20)} MiB; ${fmt(r.registrationsPerSecBig)} reg/s`],
     ['latency p50 / p99 ms at half max rate', `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`, `offered ${fmt(r.latencyRate)}/s, achieved ${fmt(r.latencyAchievedRps)}/s, max ${fmt(r.latencyMaxMs, 1)} ms`],
+    ['raw UDP echo p50 / p99 ms, same rate', `${fmt(r.udpEchoP50Ms, 2)} / ${fmt(r.udpEchoP99Ms, 2)}`, `the latency floor: one echo process, open loop at ${fmt(r.latencyRate)}/s, max ${fmt(r.udpEchoMaxMs, 1)} ms`],
     ['Node-RED pooled Read round trips/s', fmt(r.nodeRedPooledReadRps), `lwm2m-request node in a flow, ${fmt(r.nodeRedDevices)} devices, window ${CFG.window}; Node-RED process CPU ${fmt(r.nodeRedServerCpuPct)} % (${fmt(r.nodeRedServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.nodeRedFleetCpuPct)} %`],
   ];
   const w0 = Math.max(...rows.map((x) => x[0].length));
@@ -477,7 +485,7 @@ async function main() {
   const json = {
     udpEchoRps: round(r.udpEchoRps), pooledReadRps: round(r.pooledReadRps), perRequestHandshakeRps: round(r.perRequestHandshakeRps),
     handshakesPerSecC1: round(r.handshakesPerSecC1), handshakesPerSecC8: round(r.handshakesPerSecC8), registrationsPerSec: round(r.registrationsPerSec),
-    bytesPerSession10k: r.bytesPerSession10k, bytesPerSession100k: r.bytesPerSession100k, p50Ms: round(r.p50Ms, 3), p99Ms: round(r.p99Ms, 3),
+    bytesPerSession10k: r.bytesPerSession10k, bytesPerSession100k: r.bytesPerSession100k, p50Ms: round(r.p50Ms, 3), p99Ms: round(r.p99Ms, 3), udpEchoP50Ms: round(r.udpEchoP50Ms, 3), udpEchoP99Ms: round(r.udpEchoP99Ms, 3),
     nodeRedPooledReadRps: round(r.nodeRedPooledReadRps), loadGeneratorCpuPct: round(r.loadGeneratorCpuPct, 1),
     pooledVsUdp: round(r.pooledReadRps / r.udpEchoRps, 3), pooledVsHandshakePerRequest: round(r.pooledReadRps / r.perRequestHandshakeRps, 2),
     heapPerSession10k: r.heapPerSession10k, heapPerSession100k: r.heapPerSession100k, devices10k: r.devices10k, devices100k: r.devices100k,

@@ -18,6 +18,7 @@
  *               the garbage collections in the measuring window and (slowMs) the requests that took that long, and
  *               how many of them were outstanding while this process collected garbage
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
+ *   echoLatency { target: {address, port}, rate, durationMs, warmupMs, size }  raw UDP round trips at a rate, timed
  *   cpu         process.cpuUsage() and the wall clock
  *   heapSnapshot{ file }  after gc()
  *   stop / exit
@@ -273,6 +274,47 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
 }
 
 /** Raw UDP: `window` datagrams of `size` bytes always outstanding, spread over the echo targets. */
+/**
+ * Raw UDP round trips to one echo peer, open loop: `rate` datagrams/s started on a 1 ms schedule (as `load` starts
+ * reads), each timed until its answer. The peer answers in order on one socket (loopback keeps the order), so answers
+ * are matched first in, first out. The latency floor of this machine for the same traffic, without DTLS or CoAP.
+ */
+async function echoLatency({ target, rate, durationMs, warmupMs = 1000, size }) {
+  const s = dgram.createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const payload = Buffer.alloc(size, 0xa5);
+  const sentAt = [];
+  let next = 0;
+  const lat = new Float64Array(Math.ceil((rate * durationMs) / 1000) + 1000);
+  let n = 0;
+  const t0 = performance.now();
+  const mStart = t0 + warmupMs;
+  const mEnd = mStart + durationMs;
+  s.on('message', () => {
+    const at = sentAt[next++];
+    const e = performance.now();
+    if (at >= mStart && e <= mEnd && n < lat.length) lat[n++] = e - at;
+  });
+  let started = 0;
+  await new Promise((resolve) => {
+    const tick = setInterval(() => {
+      const now = performance.now();
+      if (now >= mEnd) {
+        clearInterval(tick);
+        setTimeout(resolve, 200);
+        return;
+      }
+      const due = Math.floor(((now - t0) / 1000) * rate);
+      for (; started < due; started++) {
+        sentAt.push(performance.now());
+        s.send(payload, target.port, target.address);
+      }
+    }, 1);
+  });
+  await new Promise((r) => s.close(r));
+  return { count: n, lost: started - next, latency: summary(lat, n) };
+}
+
 async function echo({ targets, window, durationMs, warmupMs = 1000, size }) {
   const s = dgram.createSocket('udp4');
   await new Promise((r) => s.bind(0, '127.0.0.1', r));
@@ -374,6 +416,7 @@ async function handle(msg) {
     case 'registered': return { count: server.registry.size };
     // CoAP per-channel state (e.g. the Register's duplicate-detection entry, kept EXCHANGE_LIFETIME) still held
     case 'heapSample': return heapSample(msg);
+    case 'echoLatency': return echoLatency(msg);
     case 'coapChannels': return { count: server.coap.channelCount };
     case 'mem': return memory();
     case 'load': return load(msg);
