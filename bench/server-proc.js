@@ -378,7 +378,22 @@ async function noderedStart({ pskFrom, pskCount }) {
   ];
   const catchNode = require('@node-red/nodes/core/common/25-catch.js');
   await helper.startServer();
+  // The test helper wraps Node's send/status/log/warn/error/debug/trace (and RED.log.log) in sinon spies that record
+  // every call, its arguments included, and emit an event for each: what its tests assert on, but under load they cost
+  // more CPU than the nodes themselves and keep every message alive. A deployed Node-RED has no such wrappers: the
+  // originals go back once the flow is loaded.
+  const proto = helper._NodePrototype;
+  const methods = ['log', 'status', 'warn', 'error', 'debug', 'trace', 'send'];
+  const originals = methods.map((m) => proto[m]);
+  const originalLog = helper._log.log;
   await helper.load([lwm2mNodes, catchNode], flow, { srv: { psk } });
+  methods.forEach((m, i) => { proto[m] = originals[i]; });
+  helper._log.log = originalLog;
+  // each wired node took its own copy of send when it was wired: wire them again
+  for (const { id } of flow) {
+    const n = helper.getNode(id);
+    if (n && Array.isArray(n.wires)) n.updateWires(n.wires);
+  }
   const srv = helper.getNode('srv');
   await srv.ready;
   const waiters = new Map();
