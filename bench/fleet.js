@@ -8,7 +8,8 @@
  *   handshakes { host, port, bind, from, idCount, concurrency, durationMs, withRequest }
  *              repeated fresh sessions: new socket, full PSK handshake, [one CoAP GET answered by the server],
  *              close_notify, socket closed
- *   echoStart  { bind, replySize }  a raw UDP echo socket answering each datagram with replySize bytes
+ *   echoStart  { bind, replySize, tagged? }  a raw UDP echo socket answering each datagram with replySize bytes
+ *              (tagged: starting with the request's first 4 bytes)
  *   cpu        process.cpuUsage(), the wall clock, this process's garbage collections (count, pause time, major
  *              ones, longest pause since the previous cpu call) and event-loop delay (p99, max since the previous cpu
  *              call): a fleet pause delays every device's answers at once
@@ -257,10 +258,21 @@ async function handshakes({ host, port, bind, from, idCount, concurrency, durati
   }, deadline);
 }
 
-async function echoStart({ bind, replySize }) {
+async function echoStart({ bind, replySize, tagged = false }) {
   echoSocket = await bindSocket(bind);
   const reply = Buffer.alloc(replySize, 0x5a);
-  echoSocket.on('message', (m, r) => echoSocket.send(reply, r.port, r.address));
+  if (tagged) {
+    // each answer starts with the request's first 4 bytes (its sequence number), so answers match their requests
+    // even when the kernel drops a datagram
+    echoSocket.on('message', (m, r) => {
+      const out = Buffer.allocUnsafe(replySize);
+      reply.copy(out);
+      m.copy(out, 0, 0, 4);
+      echoSocket.send(out, r.port, r.address);
+    });
+  } else {
+    echoSocket.on('message', (m, r) => echoSocket.send(reply, r.port, r.address));
+  }
   return { port: echoSocket.address().port };
 }
 

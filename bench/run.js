@@ -246,14 +246,17 @@ async function mainServer() {
       const targets = [];
       for (const f of fleets) targets.push({ address: HOST, port: (await f.call('echoStart', { bind: HOST, replySize: sizes.resp })).port });
       const r = await measured(fleets, undefined, () => server.call('echo', { targets, window: CFG.window, durationMs: CFG.seconds * 1000, size: sizes.req }));
+      await Promise.all(fleets.map((f) => f.call('echoStop')));
       // the same rate as the latency phase, raw: what this machine's loopback and scheduling give without DTLS/CoAP
       if (results.latencyRate) {
-        const l = await server.call('echoLatency', { target: targets[0], rate: results.latencyRate, durationMs: CFG.seconds * 1000, size: sizes.req });
+        const target = { address: HOST, port: (await fleets[0].call('echoStart', { bind: HOST, replySize: sizes.resp, tagged: true })).port };
+        const l = await server.call('echoLatency', { target, rate: results.latencyRate, durationMs: CFG.seconds * 1000, size: sizes.req });
+        await fleets[0].call('echoStop');
         results.udpEchoP50Ms = l.latency.p50;
         results.udpEchoP99Ms = l.latency.p99;
         results.udpEchoMaxMs = l.latency.max;
+        results.udpEchoLatencyLost = l.lost;
       }
-      await Promise.all(fleets.map((f) => f.call('echoStop')));
       results.udpEchoRps = r.rps;
       results.udpEchoCpuPct = r.cpuPct;
       results.udpEchoFleetCpuPct = r.fleetCpuPct;
@@ -406,7 +409,7 @@ function table(profile) {
     [`RSS bytes per device at ${fmt(r.devices10k)}`, fmt(r.bytesPerSession10k), `after ${fmt((r.idleMs10k || 0) / 1000, 0)} s idle (${fmt(r.bytesPerSession10kBusy)} right after registering); heap ${fmt(r.heapPerSession10k)} B/device; ${CFG.heap ? 'PSK table not included, its share' : 'PSK store share included'} ${fmt(r.pskStoreBytesPerDevice10k)} B`],
     [`RSS bytes per device at ${fmt(r.devices100k)}`, fmt(r.bytesPerSession100k), `registered ${fmt((r.steadyMs100k || 0) / 1000, 0)} s, ${QUICK ? 'CoAP exchange state not yet expired (quick run)' : 'CoAP exchange state expired'} (${fmt(r.bytesPerSession100kBusy)} right after registering, ${fmt(r.bytesPerSession100kIdle)} after ${fmt((r.idleMs100k || 0) / 1000, 0)} s idle); heap ${fmt(r.heapPerSession100k)} B/device (${fmt(r.heapPerSession100kIdle)} at ${fmt((r.idleMs100k || 0) / 1000, 0)} s); PSK store share ${fmt(r.pskStoreBytesPerDevice100k)} B; server RSS ${fmt((r.serverRss100k || 0) / 2 ** 20)} MiB; ${fmt(r.registrationsPerSecBig)} reg/s`],
     ['latency p50 / p99 ms at half max rate', `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`, `offered ${fmt(r.latencyRate)}/s, achieved ${fmt(r.latencyAchievedRps)}/s, max ${fmt(r.latencyMaxMs, 1)} ms`],
-    ['raw UDP echo p50 / p99 ms, same rate', `${fmt(r.udpEchoP50Ms, 2)} / ${fmt(r.udpEchoP99Ms, 2)}`, `the latency floor: one echo process, open loop at ${fmt(r.latencyRate)}/s, max ${fmt(r.udpEchoMaxMs, 1)} ms`],
+    ['raw UDP echo p50 / p99 ms, same rate', `${fmt(r.udpEchoP50Ms, 2)} / ${fmt(r.udpEchoP99Ms, 2)}`, `the latency floor: one echo process, open loop at ${fmt(r.latencyRate)}/s, max ${fmt(r.udpEchoMaxMs, 1)} ms${r.udpEchoLatencyLost ? `, ${fmt(r.udpEchoLatencyLost)} lost` : ''}`],
     ['Node-RED pooled Read round trips/s', fmt(r.nodeRedPooledReadRps), `lwm2m-request node in a flow, ${fmt(r.nodeRedDevices)} devices, window ${CFG.window}; Node-RED process CPU ${fmt(r.nodeRedServerCpuPct)} % (${fmt(r.nodeRedServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.nodeRedFleetCpuPct)} %`],
   ];
   const w0 = Math.max(...rows.map((x) => x[0].length));

@@ -19,6 +19,7 @@
  *               how many of them were outstanding while this process collected garbage
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
  *   echoLatency { target: {address, port}, rate, durationMs, warmupMs, size }  raw UDP round trips at a rate, timed
+ *               (the target: a tagged echo, see fleet.js)
  *   cpu         process.cpuUsage() and the wall clock
  *   heapSnapshot{ file }  after gc()
  *   stop / exit
@@ -276,24 +277,28 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
 /** Raw UDP: `window` datagrams of `size` bytes always outstanding, spread over the echo targets. */
 /**
  * Raw UDP round trips to one echo peer, open loop: `rate` datagrams/s started on a 1 ms schedule (as `load` starts
- * reads), each timed until its answer. The peer answers in order on one socket (loopback keeps the order), so answers
- * are matched first in, first out. The latency floor of this machine for the same traffic, without DTLS or CoAP.
+ * reads), each timed until its answer. Each datagram carries its sequence number, which the peer (a tagged echo)
+ * sends back, so a datagram the kernel drops is counted as lost and shifts nothing. The latency floor of this machine
+ * for the same traffic, without DTLS or CoAP.
  */
 async function echoLatency({ target, rate, durationMs, warmupMs = 1000, size }) {
   const s = dgram.createSocket('udp4');
   await new Promise((r) => s.bind(0, '127.0.0.1', r));
-  const payload = Buffer.alloc(size, 0xa5);
-  const sentAt = [];
-  let next = 0;
-  const lat = new Float64Array(Math.ceil((rate * durationMs) / 1000) + 1000);
+  const sentAt = new Float64Array(Math.ceil((rate * (warmupMs + durationMs)) / 1000) + 1000);
+  const lat = new Float64Array(sentAt.length);
   let n = 0;
+  let answered = 0;
   const t0 = performance.now();
   const mStart = t0 + warmupMs;
   const mEnd = mStart + durationMs;
-  s.on('message', () => {
-    const at = sentAt[next++];
+  s.on('message', (m) => {
     const e = performance.now();
-    if (at >= mStart && e <= mEnd && n < lat.length) lat[n++] = e - at;
+    const seq = m.readUInt32BE(0);
+    const at = seq < sentAt.length ? sentAt[seq] : 0;
+    if (at === 0) return;
+    sentAt[seq] = 0;
+    answered++;
+    if (at >= mStart && e <= mEnd) lat[n++] = e - at;
   });
   let started = 0;
   await new Promise((resolve) => {
@@ -304,15 +309,17 @@ async function echoLatency({ target, rate, durationMs, warmupMs = 1000, size }) 
         setTimeout(resolve, 200);
         return;
       }
-      const due = Math.floor(((now - t0) / 1000) * rate);
+      const due = Math.min(sentAt.length, Math.floor(((now - t0) / 1000) * rate));
       for (; started < due; started++) {
-        sentAt.push(performance.now());
+        const payload = Buffer.alloc(size, 0xa5);
+        payload.writeUInt32BE(started, 0);
+        sentAt[started] = performance.now();
         s.send(payload, target.port, target.address);
       }
     }, 1);
   });
   await new Promise((r) => s.close(r));
-  return { count: n, lost: started - next, latency: summary(lat, n) };
+  return { count: n, lost: started - answered, latency: summary(lat, n) };
 }
 
 async function echo({ targets, window, durationMs, warmupMs = 1000, size }) {
