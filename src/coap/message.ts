@@ -26,12 +26,13 @@ export interface CoapMessage {
   token: Buffer;
   options: CoapOption[];
   payload: Buffer;
-  path: string[];
-  query: string[];
+  /** Uri-Path, Uri-Query and Location-Path segments; read-only (an empty list is shared between messages). */
+  path: readonly string[];
+  query: readonly string[];
   contentFormat?: number;
   accept?: number;
   observe?: number;
-  locationPath: string[];
+  locationPath: readonly string[];
 }
 
 /** What `encodeMessage` puts on the wire. */
@@ -433,7 +434,7 @@ const CODE_TEXT: readonly string[] = Array.from({ length: 256 }, (_, b) => `${b 
 const SMALL_OPTION_NAMES: readonly string[] = Array.from({ length: 64 }, (_, n) => optionName(n));
 /** Shared by every message without token, payload, path, query or location path (nothing writes into them). */
 const NO_BYTES: Buffer = Buffer.alloc(0);
-const NO_SEGMENTS: string[] = Object.freeze([]) as unknown as string[];
+const NO_SEGMENTS: readonly string[] = Object.freeze([]);
 
 /**
  * Decodes a datagram in one pass: the structure is checked as the options are read (anything RFC 7252 calls a
@@ -456,9 +457,9 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
   if (i > len) throw new CoapFormatError('truncated token');
   const token = tokenLength === 0 ? NO_BYTES : datagram.subarray(4, i);
   const options: CoapOption[] = [];
-  let path = NO_SEGMENTS;
-  let query = NO_SEGMENTS;
-  let locationPath = NO_SEGMENTS;
+  let path: string[] | undefined;
+  let query: string[] | undefined;
+  let locationPath: string[] | undefined;
   let cf: Buffer | undefined;
   let accept: Buffer | undefined;
   let observe: Buffer | undefined;
@@ -500,16 +501,13 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
     options.push({ name: number < 64 ? SMALL_OPTION_NAMES[number] : optionName(number), value });
     switch (number) {
       case URI_PATH:
-        if (path === NO_SEGMENTS) path = [];
-        path.push(value.toString('utf8'));
+        (path ??= []).push(value.toString('utf8'));
         break;
       case URI_QUERY:
-        if (query === NO_SEGMENTS) query = [];
-        query.push(value.toString('utf8'));
+        (query ??= []).push(value.toString('utf8'));
         break;
       case LOCATION_PATH:
-        if (locationPath === NO_SEGMENTS) locationPath = [];
-        locationPath.push(value.toString('utf8'));
+        (locationPath ??= []).push(value.toString('utf8'));
         break;
       case CONTENT_FORMAT: cf ??= value; break;
       case ACCEPT: accept ??= value; break;
@@ -524,9 +522,9 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
     token,
     options,
     payload,
-    path,
-    query,
-    locationPath,
+    path: path ?? NO_SEGMENTS,
+    query: query ?? NO_SEGMENTS,
+    locationPath: locationPath ?? NO_SEGMENTS,
   };
   if (cf !== undefined && cf.length <= 2) msg.contentFormat = decodeUint(cf);
   if (accept !== undefined && accept.length <= 2) msg.accept = decodeUint(accept);

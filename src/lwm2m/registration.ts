@@ -29,7 +29,7 @@ function reply(code: string, diagnostic?: string, locationPath?: string[]): Coap
 }
 
 /** Splits `["ep=dev1", "Q", "lt=60"]` into a map; a key without `=` maps to ''. */
-export function parseQuery(query: string[]): Map<string, string> {
+export function parseQuery(query: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const q of query) {
     const i = q.indexOf('=');
