@@ -1605,13 +1605,8 @@ export class CoapEndpoint {
   }
 
   /**
-   * Uri-Path options for a request. The option of a short segment ("3", "0", "rd", …) is made once and shared by
-   * every request that names it (options are never changed after they are made; at most 1,024 are kept, then the
-   * cache starts over).
-   */
-  /**
-   * The Uri-Path options of a path. For a frozen path (the object model's request targets are, one per distinct path)
-   * the list is made once and shared, frozen; another path gets a new list.
+   * The Uri-Path options of a request's path. For a frozen path (the object model's request targets are, one per
+   * distinct path) the list is made once and shared, frozen; another path gets a new list.
    */
   private uriPathOptions(segments: readonly string[]): CoapOption[] {
     if (Object.isFrozen(segments)) {
@@ -1625,6 +1620,11 @@ export class CoapEndpoint {
     return this.newPathOptions(segments);
   }
 
+  /**
+   * A new list of Uri-Path options. The option of a short segment ("3", "0", "rd", …) is made once and shared by
+   * every request that names it (options are never changed after they are made; at most 1,024 are kept, then the
+   * cache starts over).
+   */
   private newPathOptions(segments: readonly string[]): CoapOption[] {
     const out: CoapOption[] = [];
     for (let i = 0; i < segments.length; i++) {
