@@ -408,6 +408,8 @@ export interface CoapHeader {
 }
 
 const TYPES: readonly CoapType[] = ['CON', 'NON', 'ACK', 'RST'];
+/** 'c.dd' for every code byte, made once. */
+const CODE_TEXT: readonly string[] = Array.from({ length: 256 }, (_, b) => `${b >> 5}.${String(b & 31).padStart(2, '0')}`);
 
 /** Reads the fixed header without validating the rest; undefined if too short or not CoAP version 1. */
 export function peekHeader(datagram: Buffer): CoapHeader | undefined {
@@ -417,7 +419,7 @@ export function peekHeader(datagram: Buffer): CoapHeader | undefined {
   const b1 = datagram[1];
   return {
     type: TYPES[(b0 >> 4) & 3],
-    code: `${b1 >> 5}.${String(b1 & 31).padStart(2, '0')}`,
+    code: CODE_TEXT[b1],
     messageId: datagram.readUInt16BE(2),
     tokenLength: b0 & 15,
   };
@@ -428,8 +430,6 @@ function uintWithin(value: Buffer, maxLength: number): number | undefined {
   return value.length > maxLength ? undefined : decodeUint(value);
 }
 
-/** 'c.dd' for every code byte, made once. */
-const CODE_TEXT: readonly string[] = Array.from({ length: 256 }, (_, b) => `${b >> 5}.${String(b & 31).padStart(2, '0')}`);
 /** Option names by number for the numbers below 64 (the rest go through optionName). */
 const SMALL_OPTION_NAMES: readonly string[] = Array.from({ length: 64 }, (_, n) => optionName(n));
 /** Shared by every message without token, payload, path, query or location path (nothing writes into them). */
