@@ -722,9 +722,7 @@ export class Lwm2mServer extends EventEmitter {
     );
     if (restored) {
       // Looked up by the session's identity first: a scan per restored session would make restoring n sessions n².
-      const endpoint = this.security.endpointOf(session);
-      const byIdentity = endpoint !== undefined ? this.registry.byEndpoint(endpoint) : undefined;
-      const reg = byIdentity?.channelKey === key ? byIdentity : this.registry.all().find((r) => r.channelKey === key);
+      const reg = this.registrationOver(session, key) ?? this.registry.all().find((r) => r.channelKey === key);
       if (reg && this.pool.mode === 'inbound') this.pool.bindInbound(reg.endpoint, channel, false);
       return;
     }
@@ -878,6 +876,16 @@ export class Lwm2mServer extends EventEmitter {
     }
   }
 
+  /**
+   * The registration of the endpoint that `session`'s identity belongs to, when it talks over the channel `key`
+   * (undefined otherwise: another endpoint may still use the channel, which only a scan would find).
+   */
+  private registrationOver(session: DtlsSession, key: string): Registration | undefined {
+    const endpoint = this.security.endpointOf(session);
+    const reg = endpoint !== undefined ? this.registry.byEndpoint(endpoint) : undefined;
+    return reg?.channelKey === key ? reg : undefined;
+  }
+
   private sweepIdle(now = Date.now()): void {
     this.pool.sweepIdle(now);
     const idleMs = this.opts.idleTimeout * 1000;
@@ -886,8 +894,7 @@ export class Lwm2mServer extends EventEmitter {
     let bound: Set<string> | undefined;
     for (const [key, { session }] of this.dtlsChannels) {
       if (now - session.lastActivity < idleMs) continue;
-      const endpoint = this.security.endpointOf(session);
-      if (endpoint !== undefined && this.registry.byEndpoint(endpoint)?.channelKey === key) continue;
+      if (this.registrationOver(session, key)) continue;
       bound ??= new Set(this.registry.all().map((r) => r.channelKey));
       if (!bound.has(key)) session.close();
     }
