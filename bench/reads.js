@@ -75,6 +75,8 @@ async function main() {
     for (const f of a.topSelf) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`);
     console.log('inclusive (project)');
     for (const f of a.topTotal) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`);
+    console.log('self by file');
+    for (const f of a.byFile) console.log(`  ${f.pct.toFixed(1).padStart(5)} %  ${f.file}`);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

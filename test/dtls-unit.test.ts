@@ -6,8 +6,9 @@ import { CookieJar } from '../src/dtls/cookie';
 import { decodeClientHello, MessageAssembler, parseHandshakeFragments } from '../src/dtls/handshake';
 import { HmacSha256, prf } from '../src/dtls/prf';
 import { RandomBlock } from '../src/dtls/random-block';
-import { parseDatagram } from '../src/dtls/record';
+import { parseDatagram, readSeq, writeSeq } from '../src/dtls/record';
 import { ReplayWindow } from '../src/dtls/replay';
+import { SessionTable } from '../src/dtls/session-table';
 import { CIPHER_SUITES, clientCiphers, deriveKeys, serverCiphers } from '../src/dtls/suites';
 import { clientHelloBody, handshakeMsg, record } from './support/dtls-raw';
 
@@ -146,6 +147,87 @@ describe('DTLS building blocks', () => {
     });
   });
 
+  describe('session table', () => {
+    class S {
+      constructor(public address: string, readonly name: string) {}
+    }
+    it('finds a session by address and port, several addresses on one port included, as the keyed map does', () => {
+      const t = new SessionTable<S>();
+      const a = new S('127.0.0.1', 'a');
+      const b = new S('127.0.0.2', 'b');
+      const c = new S('::1', 'c');
+      should(t.set('127.0.0.1', 5683, a)).be.undefined();
+      should(t.set('127.0.0.2', 5683, b)).be.undefined();
+      should(t.set('::1', 5683, c)).be.undefined();
+      t.size.should.equal(3);
+      should(t.get('127.0.0.1', 5683)).equal(a);
+      should(t.get('127.0.0.2', 5683)).equal(b);
+      should(t.get('::1', 5683)).equal(c);
+      should(t.get('127.0.0.3', 5683)).be.undefined();
+      should(t.get('127.0.0.1', 5684)).be.undefined();
+      [...t.byKey.keys()].should.eql(['127.0.0.1:5683', '127.0.0.2:5683', '::1:5683']);
+      // a new session at an address replaces the old one there (and is returned)
+      const a2 = new S('127.0.0.1', 'a2');
+      should(t.set('127.0.0.1', 5683, a2)).equal(a);
+      should(t.get('127.0.0.1', 5683)).equal(a2);
+      t.size.should.equal(3);
+      // deleting needs the session that is there
+      t.delete('127.0.0.1', 5683, a).should.be.false();
+      should(t.get('127.0.0.1', 5683)).equal(a2);
+      t.delete('127.0.0.2', 5683, b).should.be.true();
+      should(t.get('127.0.0.2', 5683)).be.undefined();
+      should(t.get('::1', 5683)).equal(c);
+      t.delete('::1', 5683, c).should.be.true();
+      t.delete('127.0.0.1', 5683, a2).should.be.true();
+      t.size.should.equal(0);
+      should(t.get('127.0.0.1', 5683)).be.undefined();
+    });
+    it('follows a session that moved once its owner deletes it under the old address and sets it under the new one', () => {
+      const t = new SessionTable<S>();
+      const s = new S('127.0.0.1', 's');
+      const other = new S('127.0.0.1', 'other');
+      t.set('127.0.0.1', 1000, s);
+      t.set('127.0.0.1', 2000, other);
+      s.address = '127.0.0.9';
+      t.delete('127.0.0.1', 1000, s).should.be.true();
+      should(t.set('127.0.0.9', 2000, s)).be.undefined();
+      should(t.get('127.0.0.9', 2000)).equal(s);
+      should(t.get('127.0.0.1', 2000)).equal(other);
+      should(t.get('127.0.0.1', 1000)).be.undefined();
+      // moving onto an address held by another session replaces it
+      s.address = '127.0.0.1';
+      t.delete('127.0.0.9', 2000, s).should.be.true();
+      should(t.set('127.0.0.1', 2000, s)).equal(other);
+      should(t.get('127.0.0.1', 2000)).equal(s);
+      t.size.should.equal(1);
+    });
+    it('agrees with a plain map over random operations, odd ports included', () => {
+      const t = new SessionTable<S>();
+      const ref = new Map<string, S>();
+      const rnd = (n: number): number => Math.floor(Math.random() * n);
+      const addrs = ['127.0.0.1', '127.0.0.2', '10.1.1.1', 'fe80::1'];
+      const ports = [0, 1, 5683, 65535, 65536, -1, 1.5, 40000];
+      for (let i = 0; i < 5000; i++) {
+        const address = addrs[rnd(addrs.length)];
+        const port = ports[rnd(ports.length)];
+        const key = `${address}:${port}`;
+        if (rnd(3) === 0) {
+          const cur = ref.get(key);
+          if (cur) {
+            t.delete(address, port, cur).should.be.true();
+            ref.delete(key);
+          }
+        } else {
+          const s = new S(address, String(i));
+          should(t.set(address, port, s)).equal(ref.get(key));
+          ref.set(key, s);
+        }
+        for (const a of addrs) for (const p of ports) should(t.get(a, p)).equal(ref.get(`${a}:${p}`));
+        t.size.should.equal(ref.size);
+      }
+    });
+  });
+
   describe('record framing', () => {
     it('splits several records and stops at a truncated one', () => {
       const a = record(23, 1, 7, Buffer.from('aaaa'));
@@ -163,6 +245,24 @@ describe('DTLS building blocks', () => {
       parseDatagram(record(99, 1, 1, Buffer.alloc(4))).malformed.should.equal(1);
       parseDatagram(record(23, 1, 1, Buffer.alloc(4), 0x0303)).malformed.should.equal(1);
       parseDatagram(Buffer.alloc(0)).records.length.should.equal(0);
+    });
+    it('reads and writes epoch and 48-bit sequence numbers as Buffer.readUIntBE / writeUIntBE do, to the top of the range', () => {
+      const seqs = [0, 1, 255, 256, 2 ** 24 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 + 12345, 2 ** 48 - 2, 2 ** 48 - 1];
+      for (let i = 0; i < 200; i++) seqs.push(Math.floor(Math.random() * 2 ** 48));
+      for (const seq of seqs) {
+        for (const epoch of [0, 1, 0x1234, 0xffff]) {
+          const mine = Buffer.alloc(10, 0xaa);
+          writeSeq(mine, 1, epoch, seq);
+          const ref = Buffer.alloc(10, 0xaa);
+          ref.writeUInt16BE(epoch, 1);
+          ref.writeUIntBE(seq, 3, 6);
+          mine.equals(ref).should.be.true(`epoch ${epoch} seq ${seq}`);
+          readSeq(ref, 3).should.equal(seq);
+          const rec = parseDatagram(record(23, epoch, seq, Buffer.from('x'))).records[0];
+          rec.epoch.should.equal(epoch);
+          rec.seq.should.equal(seq);
+        }
+      }
     });
   });
 

@@ -369,6 +369,14 @@ class ChannelState {
   }
 }
 
+/** Whether two short byte strings (tokens) are equal: a loop, not Buffer.equals' call into C++. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** RFC 7641 §3.4: is notification sequence `v2` (received `elapsedMs` after `v1`) fresher than `v1`? */
 export function isFresherNotification(v1: number, v2: number, elapsedMs: number): boolean {
   const window = 1 << 23;
@@ -988,7 +996,7 @@ export class CoapEndpoint {
       }
       return;
     }
-    if (!msg.token.equals(ex.token)) {
+    if (!sameBytes(msg.token, ex.token)) {
       this.dropMalformed(channel, msg, 'piggybacked response with a different token');
       return;
     }

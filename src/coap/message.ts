@@ -611,9 +611,11 @@ export function encodeMessage(msg: OutgoingMessage, maxLength = 1152): Buffer {
 
   const buf = Buffer.allocUnsafe(length);
   buf[0] = 0x40 | (type << 4) | token.length;
-  buf[1] = (Number(code.charAt(0)) << 5) | Number(code.slice(2));
-  buf.writeUInt16BE(msg.messageId, 2);
-  let pos = 4 + token.copy(buf, 4);
+  // code is 'c.dd' here (normaliseCode)
+  buf[1] = ((code.charCodeAt(0) - 48) << 5) | ((code.charCodeAt(2) - 48) * 10 + code.charCodeAt(3) - 48);
+  buf[2] = msg.messageId >>> 8;
+  buf[3] = msg.messageId & 0xff;
+  let pos = putBytes(buf, 4, token);
   prev = 0;
   for (let k = 0; k < n; k++) {
     const i = order ? order[k] : k;
@@ -622,14 +624,25 @@ export function encodeMessage(msg: OutgoingMessage, maxLength = 1152): Buffer {
     buf[pos++] = (nibble(delta) << 4) | nibble(value.length);
     pos = writeExt(buf, pos, delta);
     pos = writeExt(buf, pos, value.length);
-    pos += value.copy(buf, pos);
+    pos = putBytes(buf, pos, value);
     prev = numbers[i];
   }
   if (payload.length > 0) {
     buf[pos++] = 0xff;
-    payload.copy(buf, pos);
+    putBytes(buf, pos, payload);
   }
   return buf;
+}
+
+/** Copies `src` into `buf` at `pos` and returns the position after it: short ones (tokens, most option values) byte by byte. */
+function putBytes(buf: Buffer, pos: number, src: Uint8Array): number {
+  const n = src.length;
+  if (n > 32) {
+    buf.set(src, pos);
+    return pos + n;
+  }
+  for (let j = 0; j < n; j++) buf[pos + j] = src[j];
+  return pos + n;
 }
 
 /** Empty ACK or RST for a message id. */

@@ -53,11 +53,19 @@ export class CcmContext {
   seal(nonce: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): void {
     this.used = true;
     const n = plaintext.length;
-    const at = this.keyStream(nonce, n);
+    const at = this.keyStream(nonce, n) + BLOCK;
     const ks = this.ks;
-    for (let i = 0; i < n; i++) out[offset + i] = plaintext[i] ^ ks[at + BLOCK + i];
-    const mac = this.mac(nonce, aad, plaintext);
-    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[at + i];
+    const p0 = this.macLayout(nonce, aad, n);
+    const b = this.macIn;
+    // one pass: the plaintext into the MAC input, the ciphertext out
+    for (let i = 0; i < n; i++) {
+      const p = plaintext[i];
+      b[p0 + i] = p;
+      out[offset + i] = p ^ ks[at + i];
+    }
+    const mac = this.macRun();
+    const s0 = at - BLOCK;
+    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[s0 + i];
   }
 
   /** The plaintext of `ciphertext`, or undefined when `tag` does not authenticate it (compared in constant time). */
@@ -79,14 +87,22 @@ export class CcmContext {
     const tagLength = this.tagLength;
     const n = end - start - tagLength;
     if (n < 0) return undefined;
-    const at = this.keyStream(nonce, n);
+    const at = this.keyStream(nonce, n) + BLOCK;
     const ks = this.ks;
+    const p0 = this.macLayout(nonce, aad, n);
+    const b = this.macIn;
     const plaintext = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) plaintext[i] = data[start + i] ^ ks[at + BLOCK + i];
-    const mac = this.mac(nonce, aad, plaintext);
+    // one pass: the plaintext out and into the MAC input
+    for (let i = 0; i < n; i++) {
+      const p = data[start + i] ^ ks[at + i];
+      plaintext[i] = p;
+      b[p0 + i] = p;
+    }
+    const mac = this.macRun();
+    const s0 = at - BLOCK;
     let diff = 0;
     // every tag byte compared, no early exit
-    for (let i = 0; i < tagLength; i++) diff |= mac[i] ^ ks[at + i] ^ data[start + n + i];
+    for (let i = 0; i < tagLength; i++) diff |= mac[i] ^ ks[s0 + i] ^ data[start + n + i];
     if (diff !== 0) {
       plaintext.fill(0);
       return undefined;
@@ -104,7 +120,7 @@ export class CcmContext {
   private keyStream(nonce: Buffer, n: number): number {
     if (nonce.length !== NONCE) throw new RangeError('CCM nonce must be 12 bytes');
     const need = 1 + Math.ceil(n / BLOCK);
-    const seq = nonce.readUIntBE(SEQ_AT, 6);
+    const seq = readSeq48(nonce, SEQ_AT);
     const first = this.ksFirst;
     if (need <= BATCH_BLOCKS && seq >= first && seq < first + this.ksCount && this.ksPrefixIs(nonce)) {
       return (seq - first) * BATCH_BLOCKS * BLOCK;
@@ -120,7 +136,7 @@ export class CcmContext {
     const store = this.batch ?? (this.batch = Buffer.alloc(BATCH * BATCH_BLOCKS * BLOCK));
     const count = Math.min(BATCH, MAX_SEQ - seq + 1);
     counterBlocks(store, nonce, seq, count, BATCH_BLOCKS);
-    this.encryptBlocks(store).copy(store);
+    store.set(this.encryptBlocks(store));
     this.ks = store;
     for (let j = 0; j < SEQ_AT; j++) this.ksPrefix[j] = nonce[j];
     this.ksFirst = seq;
@@ -150,42 +166,68 @@ export class CcmContext {
     this.macIn.fill(0);
   }
 
-  /** The CBC-MAC T (first tagLength bytes are used) over B_0 ‖ encoded AAD ‖ plaintext, each zero-padded. */
-  private mac(nonce: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
-    const n = plaintext.length;
-    if (n > 0xffffff || aad.length >= 0xff00) throw new RangeError('CCM input too long');
-    const aadBlocks = aad.length === 0 ? 0 : Math.ceil((aad.length + 2) / BLOCK);
-    const pBlocks = Math.ceil(n / BLOCK);
-    const size = (1 + aadBlocks + pBlocks) * BLOCK;
-    const b = this.macIn.length === size ? this.macIn.fill(0) : (this.macIn = Buffer.alloc(size)); // zero padding
-    b[0] = (aad.length > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2;
-    for (let j = 0; j < NONCE; j++) b[1 + j] = nonce[j];
-    b[13] = n >>> 16;
-    b[14] = (n >>> 8) & 0xff;
-    b[15] = n & 0xff;
-    if (aadBlocks > 0) {
-      b[16] = aad.length >>> 8;
-      b[17] = aad.length & 0xff;
-      for (let j = 0; j < aad.length; j++) b[18 + j] = aad[j];
-    }
+  /**
+   * Lays out the CBC-MAC input B_0 ‖ encoded AAD ‖ plaintext in `macIn` for `n` bytes of plaintext, each part
+   * zero-padded to whole blocks, with B_0 already XORed with the chain value (see the class comment); the caller puts
+   * the plaintext in at the returned offset, then calls macRun.
+   */
+  private macLayout(nonce: Buffer, aad: Buffer, n: number): number {
+    const aLen = aad.length;
+    if (n > 0xffffff || aLen >= 0xff00) throw new RangeError('CCM input too long');
+    const aadBlocks = aLen === 0 ? 0 : Math.ceil((aLen + 2) / BLOCK);
     const p0 = (1 + aadBlocks) * BLOCK;
-    for (let j = 0; j < n; j++) b[p0 + j] = plaintext[j];
+    const size = p0 + Math.ceil(n / BLOCK) * BLOCK;
+    let b = this.macIn;
+    if (b.length !== size) b = this.macIn = Buffer.alloc(size);
     const chain = this.chain;
-    for (let i = 0; i < BLOCK; i++) b[i] ^= chain[i];
+    b[0] = ((aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2) ^ chain[0];
+    for (let j = 0; j < NONCE; j++) b[1 + j] = nonce[j] ^ chain[1 + j];
+    b[13] = (n >>> 16) ^ chain[13];
+    b[14] = ((n >>> 8) & 0xff) ^ chain[14];
+    b[15] = (n & 0xff) ^ chain[15];
+    if (aadBlocks > 0) {
+      b[16] = aLen >>> 8;
+      b[17] = aLen & 0xff;
+      for (let j = 0; j < aLen; j++) b[18 + j] = aad[j];
+      for (let j = 18 + aLen; j < p0; j++) b[j] = 0;
+    }
+    for (let j = p0 + n; j < size; j++) b[j] = 0;
+    return p0;
+  }
+
+  /** The CBC-MAC T (first tagLength bytes are used) of the input macLayout prepared; it is also the new chain value. */
+  private macRun(): Buffer {
+    const b = this.macIn;
+    const size = b.length;
     const c = this.cbc.update(b);
     if (c.length !== size) throw new Error('AES-CBC returned a partial block');
+    const chain = this.chain;
     for (let i = 0, o = size - BLOCK; i < BLOCK; i++) chain[i] = c[o + i];
     return chain;
   }
 }
 
+/** The 48-bit big-endian number at `offset`. */
+function readSeq48(b: Uint8Array, offset: number): number {
+  const lo = ((b[offset + 2] << 24) | (b[offset + 3] << 16) | (b[offset + 4] << 8) | b[offset + 5]) >>> 0;
+  return ((b[offset] << 8) | b[offset + 1]) * 0x100000000 + lo;
+}
+
 /** Writes the counter blocks of `count` records from sequence number `seq` on (`blocks` each) into `a`. */
 function counterBlocks(a: Buffer, nonce: Buffer, seq: number, count: number, blocks: number): void {
   for (let r = 0, o = 0; r < count; r++) {
+    const s = seq + r;
+    const hi = Math.floor(s / 0x100000000);
+    const lo = s >>> 0;
     for (let i = 0; i < blocks; i++, o += BLOCK) {
       a[o] = 2; // L - 1
       for (let j = 0; j < SEQ_AT; j++) a[o + 1 + j] = nonce[j];
-      a.writeUIntBE(seq + r, o + 1 + SEQ_AT, 6);
+      a[o + 7] = hi >>> 8;
+      a[o + 8] = hi;
+      a[o + 9] = lo >>> 24;
+      a[o + 10] = lo >>> 16;
+      a[o + 11] = lo >>> 8;
+      a[o + 12] = lo;
       a[o + 13] = i >>> 16;
       a[o + 14] = (i >>> 8) & 0xff;
       a[o + 15] = i & 0xff;

@@ -50,25 +50,27 @@ export function parseDatagram(data: Buffer, cidLength = 0): ParsedDatagram {
   const records: DtlsRecord[] = [];
   let malformed = 0;
   let off = 0;
-  while (off < data.length) {
-    if (data.length - off < RECORD_HEADER_LENGTH) {
+  const total = data.length;
+  // header fields read byte by byte: Buffer's read methods are looked up on a prototype per call
+  while (off < total) {
+    if (total - off < RECORD_HEADER_LENGTH) {
       malformed++;
       break;
     }
     const type = data[off];
     const isCid = type === ContentType.tls12_cid && cidLength > 0;
-    const version = data.readUInt16BE(off + 1);
-    const epoch = data.readUInt16BE(off + 3);
-    const seq = data.readUIntBE(off + 5, 6);
+    const version = (data[off + 1] << 8) | data[off + 2];
+    const epoch = (data[off + 3] << 8) | data[off + 4];
+    const seq = readSeq(data, off + 5);
     const cidLen = isCid ? cidLength : 0;
-    if (data.length - off < RECORD_HEADER_LENGTH + cidLen) {
+    if (total - off < RECORD_HEADER_LENGTH + cidLen) {
       malformed++;
       break;
     }
-    const length = data.readUInt16BE(off + 11 + cidLen);
+    const length = (data[off + 11 + cidLen] << 8) | data[off + 12 + cidLen];
     const start = off + RECORD_HEADER_LENGTH + cidLen;
     if ((!knownType(type) && !isCid) || (version !== DTLS_1_2 && version !== DTLS_1_0) || length > MAX_CIPHERTEXT ||
-        start + length > data.length) {
+        start + length > total) {
       malformed++;
       break;
     }
@@ -80,9 +82,24 @@ export function parseDatagram(data: Buffer, cidLength = 0): ParsedDatagram {
   return { records, malformed };
 }
 
-export function writeSeq(buf: Buffer, offset: number, epoch: number, seq: number): void {
-  buf.writeUInt16BE(epoch, offset);
-  buf.writeUIntBE(seq, offset + 2, 6);
+/** The 48-bit big-endian sequence number at `offset`. */
+export function readSeq(buf: Uint8Array, offset: number): number {
+  const lo = ((buf[offset + 2] << 24) | (buf[offset + 3] << 16) | (buf[offset + 4] << 8) | buf[offset + 5]) >>> 0;
+  return ((buf[offset] << 8) | buf[offset + 1]) * 0x100000000 + lo;
+}
+
+/** Writes the 16-bit epoch and 48-bit sequence number (8 bytes, big-endian) at `offset`. */
+export function writeSeq(buf: Uint8Array, offset: number, epoch: number, seq: number): void {
+  const hi = Math.floor(seq / 0x100000000);
+  const lo = seq >>> 0;
+  buf[offset] = epoch >>> 8;
+  buf[offset + 1] = epoch;
+  buf[offset + 2] = hi >>> 8;
+  buf[offset + 3] = hi;
+  buf[offset + 4] = lo >>> 24;
+  buf[offset + 5] = lo >>> 16;
+  buf[offset + 6] = lo >>> 8;
+  buf[offset + 7] = lo;
 }
 
 export function encodeRecord(type: number, version: number, epoch: number, seq: number, fragment: Buffer,

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { RandomBlock } from './random-block';
-import { flatString } from '../flat-string';
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../channel';
 import { type CachedSession, type ResumptionState, SessionCache } from './cache';
@@ -18,6 +17,7 @@ import {
 } from './server-handshake';
 import { ReplayWindow } from './replay';
 import { type DtlsSessionState, DtlsSession, type MigrationInfo } from './session';
+import { SessionTable } from './session-table';
 import {
   type CipherSuiteInfo, type CipherSuiteName, DEFAULT_CERT_SUITES, DEFAULT_PSK_SUITES, keyBlockLength, keyMaterialOf,
   serverCiphers, suiteByName,
@@ -115,7 +115,7 @@ export class DtlsServer extends EventEmitter {
     handshakes: 0, handshakesFailed: 0, recordsDropped: 0, cookiesSent: 0, alertsSent: 0, resumptions: 0,
     migrations: 0, restored: 0,
   };
-  private readonly _sessions = new Map<string, DtlsSession>();
+  private readonly _sessions = new SessionTable<DtlsSession>();
   private readonly sessionsByCid = new Map<string, DtlsSession>();
   private readonly cache: SessionCache | undefined;
   private readonly cidLength: number;
@@ -196,7 +196,7 @@ export class DtlsServer extends EventEmitter {
 
   /** Established sessions keyed by `${address}:${port}`. */
   get sessions(): ReadonlyMap<string, DtlsSession> {
-    return this._sessions;
+    return this._sessions.byKey;
   }
 
   /** Established sessions that negotiated a connection ID, keyed by our CID (hex). */
@@ -222,7 +222,7 @@ export class DtlsServer extends EventEmitter {
   }
 
   getSession(address: string, port: number): DtlsSession | undefined {
-    return this._sessions.get(`${address}:${port}`);
+    return this._sessions.get(address, port);
   }
 
   /** Starts a new cookie secret; cookies made with the previous one stay valid until the next rotation. */
@@ -296,15 +296,16 @@ export class DtlsServer extends EventEmitter {
   }
 
   private routeRecord(rec: DtlsRecord, address: string, port: number): void {
-    const key = `${address}:${port}`;
+    // no key string is built for a record of an established session while no handshake is in progress
+    const hs = this.handshakes.size > 0 ? this.handshakes.get(`${address}:${port}`) : undefined;
     if (rec.type === ContentType.tls12_cid) {
       // RFC 9146 §6: the CID, not the address, selects the session.
       const byCid = rec.cid ? this.sessionsByCid.get(rec.cid.toString('hex')) : undefined;
       if (byCid) {
-        byCid.handleRecord(rec, { address, port });
+        byCid.handleRecord(rec, address, port);
         return;
       }
-      const pending = this.handshakes.get(key);
+      const pending = hs;
       if (pending && pending.readCid && rec.cid && pending.readCid.equals(rec.cid)) {
         pending.handleRecord(rec);
         return;
@@ -312,8 +313,7 @@ export class DtlsServer extends EventEmitter {
       this.transport.dropped(address, port, 'record with an unknown connection ID');
       return;
     }
-    const hs = this.handshakes.get(key);
-    const session = this._sessions.get(key);
+    const session = this._sessions.get(address, port);
     if (rec.epoch === 0) {
       if (hs) hs.handleRecord(rec);
       else this.transport.dropped(address, port, 'epoch 0 record outside a handshake');
@@ -327,7 +327,7 @@ export class DtlsServer extends EventEmitter {
         return;
       }
       if (session) {
-        session.handleRecord(rec, { address, port });
+        session.handleRecord(rec, address, port);
         return;
       }
     }
@@ -348,7 +348,7 @@ export class DtlsServer extends EventEmitter {
       existing.onRetransmittedHello();
       return;
     }
-    const session = this._sessions.get(key);
+    const session = this._sessions.get(address, port);
     if (session && session.clientRandom.equals(hello.random)) {
       // A late copy of the ClientHello that created the current session.
       this.transport.dropped(address, port, 'stale ClientHello');
@@ -387,7 +387,7 @@ export class DtlsServer extends EventEmitter {
   private onHandshakeComplete(h: ServerHandshake, result: HandshakeResult): void {
     const key = h.key;
     if (this.handshakes.get(key) === h) this.handshakes.delete(key);
-    const old = this._sessions.get(key);
+    const old = this._sessions.get(result.address, result.port);
     if (!old && this._sessions.size >= this.maxSessions) {
       this.onHandshakeFailed({ address: result.address, port: result.port, identity: result.identity,
         alert: 'internal_error', reason: 'session limit reached' });
@@ -429,7 +429,7 @@ export class DtlsServer extends EventEmitter {
   }
 
   private register(session: DtlsSession): void {
-    this._sessions.set(flatString(`${session.address}:${session.port}`), session);
+    this._sessions.set(session.address, session.port, session);
     if (session.readCid) this.sessionsByCid.set(session.readCid.toString('hex'), session);
   }
 
@@ -438,8 +438,7 @@ export class DtlsServer extends EventEmitter {
   private readonly onSessionMigrate = (s: DtlsSession, info: MigrationInfo): void => this.onMigrate(s, info);
 
   private forget(s: DtlsSession): void {
-    const key = `${s.address}:${s.port}`;
-    if (this._sessions.get(key) === s) this._sessions.delete(key);
+    this._sessions.delete(s.address, s.port, s);
     if (s.readCid) {
       const cid = s.readCid.toString('hex');
       if (this.sessionsByCid.get(cid) === s) this.sessionsByCid.delete(cid);
@@ -448,11 +447,8 @@ export class DtlsServer extends EventEmitter {
 
   /** A CID session moved: it now answers at its new address; whatever held that address before is stale. */
   private onMigrate(s: DtlsSession, info: MigrationInfo): void {
-    const oldKey = `${info.oldAddress}:${info.oldPort}`;
-    if (this._sessions.get(oldKey) === s) this._sessions.delete(oldKey);
-    const newKey = `${info.address}:${info.port}`;
-    const previous = this._sessions.get(newKey);
-    this._sessions.set(flatString(newKey), s);
+    this._sessions.delete(info.oldAddress, info.oldPort, s);
+    const previous = this._sessions.set(info.address, info.port, s);
     this.stats.migrations++;
     if (previous && previous !== s) previous.terminate('replaced', false);
     this.emit('migrated', s, info);
@@ -487,7 +483,7 @@ export class DtlsServer extends EventEmitter {
         this.log('warn', `DTLS: session state not imported: ${(e as Error).message}`);
         continue;
       }
-      const previous = this._sessions.get(`${session.address}:${session.port}`);
+      const previous = this._sessions.get(session.address, session.port);
       if (!previous && this._sessions.size >= this.maxSessions) {
         this.log('warn', 'DTLS: session state not imported: session limit reached');
         session.terminate('closed', false); // gives its key block back

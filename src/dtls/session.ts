@@ -310,11 +310,11 @@ export class DtlsSession extends LazyEventEmitter implements Channel {
   }
 
   /**
-   * Handles one record from this peer. `from` is the datagram's source: with a connection ID, an authenticated
-   * record newer than any seen so far from another address moves the session there (RFC 9146 §6).
+   * Handles one record from this peer. `fromAddress` and `fromPort` are the datagram's source: with a connection ID,
+   * an authenticated record newer than any seen so far from another address moves the session there (RFC 9146 §6).
    * Never throws on bad input.
    */
-  handleRecord(rec: DtlsRecord, from?: { address: string; port: number }): void {
+  handleRecord(rec: DtlsRecord, fromAddress?: string, fromPort?: number): void {
     if (this._closed) return;
     if (rec.epoch !== 1) {
       this.drop(`unexpected epoch ${rec.epoch}`);
@@ -338,11 +338,12 @@ export class DtlsSession extends LazyEventEmitter implements Channel {
     const newest = rec.seq > this.replay.highest;
     this.replay.update(rec.seq);
     this.lastActivity = Date.now();
-    if (from && this.readCid && newest && (from.address !== this._address || from.port !== this._port)) {
-      const info: MigrationInfo = { oldAddress: this._address, oldPort: this._port, address: from.address, port: from.port };
-      this._address = from.address;
-      this._port = from.port;
-      this.transport.log('debug', `DTLS session ${info.oldAddress}:${info.oldPort} (identity ${this.identity}) moved to ${from.address}:${from.port}`);
+    if (fromAddress !== undefined && fromPort !== undefined && this.readCid && newest &&
+        (fromAddress !== this._address || fromPort !== this._port)) {
+      const info: MigrationInfo = { oldAddress: this._address, oldPort: this._port, address: fromAddress, port: fromPort };
+      this._address = fromAddress;
+      this._port = fromPort;
+      this.transport.log('debug', `DTLS session ${info.oldAddress}:${info.oldPort} (identity ${this.identity}) moved to ${fromAddress}:${fromPort}`);
       this.onMigrate?.(this, info);
       this.owner?.onSessionMigrated(info);
       this.emit('migrated', info);

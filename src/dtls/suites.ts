@@ -154,8 +154,10 @@ export function additionalData(type: number, version: number, epoch: number, seq
 function writeAdditionalData(h: Buffer, type: number, version: number, epoch: number, seq: number, length: number): Buffer {
   writeSeq(h, 0, epoch, seq);
   h[8] = type;
-  h.writeUInt16BE(version, 9);
-  h.writeUInt16BE(length, 11);
+  h[9] = version >>> 8;
+  h[10] = version;
+  h[11] = length >>> 8;
+  h[12] = length;
   return h;
 }
 
@@ -248,9 +250,11 @@ class AeadCipher implements RecordCipher, ContextHolder {
     const fragmentLength = EXPLICIT_NONCE + plaintext.length + this.mode.tagLength;
     const out = Buffer.allocUnsafe(RECORD_HEADER + fragmentLength);
     out[0] = type;
-    out.writeUInt16BE(version, 1);
+    out[1] = version >>> 8;
+    out[2] = version;
     writeSeq(out, 3, epoch, seq);
-    out.writeUInt16BE(fragmentLength, 11);
+    out[11] = fragmentLength >>> 8;
+    out[12] = fragmentLength;
     this.sealFragment(ctx, type, version, epoch, seq, plaintext, out, RECORD_HEADER);
     return out;
   }
