@@ -15,6 +15,12 @@ export interface Channel {
   readonly authType?: 'psk' | 'rpk' | 'x509';
   /** Sends one datagram (one CoAP message). Must not throw; failures are reported by the transport. */
   send(data: Buffer): void;
+  /**
+   * Where the CoAP endpoint keeps its state for this channel, on a channel object that lives as long as its session
+   * and carries every request and answer of it (the pool's): the endpoint then finds it without a lookup by key.
+   * Channels made per message leave it out. Only the endpoint sets it.
+   */
+  coapState?: unknown;
 }
 
 /**

@@ -542,6 +542,44 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     await assert.rejects(b, ChannelClosedError);
   });
 
+  it('keeps its state in a channel object\'s coapState slot, drops it with the state, and never reuses a dropped one', async () => {
+    const ch = await setup({ ackTimeoutMs: 1000 });
+    // a channel like the pool's: one object carries the requests and (through handle) their answers
+    const slotted: Channel = { key: ch.key, address: ch.address, port: ch.port, secure: false, send: (d) => ch.send(d), coapState: undefined };
+    const pathOf = (p: packet.ParsedPacket): string => p.options.filter((o) => o.name === 'Uri-Path').map((o) => o.value.toString()).join('/');
+    const answer = async (path: string): Promise<void> => {
+      await waitFor(() => peer.received.some((r) => pathOf(parse(r.data)) === path), 1000, 'request sent');
+      const p = parse(peer.received.find((r) => pathOf(parse(r.data)) === path)!.data);
+      env.ep.handle(slotted, gen({ ack: true, code: '2.05', messageId: p.messageId, token: p.token, payload: Buffer.from('ok') }));
+    };
+    const first = env.ep.request(slotted, { method: 'GET', path: ['a'] });
+    await answer('a');
+    assert.equal((await first).payload.toString(), 'ok');
+    assert.ok(slotted.coapState !== undefined, 'state kept in the slot');
+    const pending = env.ep.request(slotted, { method: 'GET', path: ['b'] });
+    env.ep.forgetChannel(slotted.key, 'gone');
+    await assert.rejects(pending, ChannelClosedError);
+    assert.equal(slotted.coapState, undefined, 'slot cleared with the state');
+    assert.equal(env.ep.channelCount, 0);
+    // a new state, in the map and in the slot: the answer finds its request whether it comes through the slotted
+    // object or through another object for the same peer (the socket's)
+    const again = env.ep.request(slotted, { method: 'GET', path: ['c'] });
+    await answer('c');
+    assert.equal((await again).payload.toString(), 'ok');
+    assert.equal(env.ep.channelCount, 1);
+    peer.onMessage = (data, from) => {
+      const p = parse(data);
+      peer.send(gen({ ack: true, code: '2.05', messageId: p.messageId, token: p.token, payload: Buffer.from('via socket') }), from);
+    };
+    assert.equal((await env.ep.request(slotted, { method: 'GET', path: ['d'] })).payload.toString(), 'via socket');
+    // a state dropped while the slot still holds it (another object was the last to carry it) is not used again
+    const stale = slotted.coapState;
+    env.ep.forgetChannel(slotted.key);
+    slotted.coapState = stale;
+    assert.equal((await env.ep.request(slotted, { method: 'GET', path: ['e'] }, { timeoutMs: 2000 })).payload.toString(), 'via socket');
+    assert.notEqual(slotted.coapState, stale);
+  });
+
   it('close() rejects pending requests with EndpointClosedError and leaves no timers', async () => {
     const timersBefore = await countTimers();
     const ch = await setup({ ackTimeoutMs: 1000 });

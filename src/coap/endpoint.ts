@@ -317,6 +317,8 @@ interface ServedBody {
 class ChannelState {
   /** Kept (for message id continuity) until this time even when otherwise empty. */
   keepUntil = 0;
+  /** False once the endpoint has dropped this state (a channel object may still hold it in its coapState). */
+  live = true;
   /** Incoming requests whose handler has not answered yet. */
   handling = 0;
   _byMessageId: SmallMap<number, Exchange> | undefined;
@@ -326,7 +328,7 @@ class ChannelState {
   _reassemblies: Map<string, Reassembly> | undefined;
   _served: Map<string, ServedBody> | undefined;
 
-  constructor(readonly key: string, public channel: Channel, public nextMessageId: number) {}
+  constructor(readonly key: string, public channel: Channel, public nextMessageId: number, readonly owner: object) {}
 
   /** Pending exchanges (usually one or two at a time: see SmallMap). */
   get byMessageId(): SmallMap<number, Exchange> {
@@ -979,7 +981,7 @@ export class CoapEndpoint {
   }
 
   private onAck(channel: Channel, msg: CoapMessage): void {
-    const state = this.channels.get(channel.key);
+    const state = this.existingState(channel);
     const ex = state?.byMessageId.get(msg.messageId);
     if (!state || !ex || !ex.confirmable || !ex.awaitingAck) {
       if (this.tracing) this.log('trace', `coap ${channel.key} ignoring unmatched ACK mid=${msg.messageId}`);
@@ -1601,15 +1603,36 @@ export class CoapEndpoint {
   // Channel state, sweeping
 
   private stateFor(channel: Channel): ChannelState {
-    let state = this.channels.get(channel.key);
+    let state = this.existingState(channel);
     if (!state) {
-      state = new ChannelState(channel.key, channel, randomBytes(2).readUInt16BE(0));
+      state = new ChannelState(channel.key, channel, randomBytes(2).readUInt16BE(0), this);
       this.channels.set(channel.key, state);
+      if ('coapState' in channel) channel.coapState = state;
       this.ensureSweep();
     } else {
       state.channel = channel;
     }
     return state;
+  }
+
+  /**
+   * The state of `channel`, if it has one: from the channel object's own slot when it has one (Channel.coapState: a
+   * pooled session's channel is the same object for every request and answer, so no lookup by key string), else from
+   * the map by key.
+   */
+  private existingState(channel: Channel): ChannelState | undefined {
+    const cached = channel.coapState;
+    if (cached instanceof ChannelState && cached.live && cached.owner === this && cached.key === channel.key) return cached;
+    const state = this.channels.get(channel.key);
+    if (state !== undefined && 'coapState' in channel) channel.coapState = state;
+    return state;
+  }
+
+  /** Forgets a channel's state (and takes it out of the slot of the channel object it last came through). */
+  private removeState(state: ChannelState): void {
+    if (this.channels.get(state.key) === state) this.channels.delete(state.key);
+    state.live = false;
+    if (state.channel.coapState === state) state.channel.coapState = undefined;
   }
 
   /**
@@ -1717,7 +1740,7 @@ export class CoapEndpoint {
         }
       }
       if (state._served) for (const [k, c] of state._served) if (c.expiresAt <= t) this.dropServed(state, k);
-      if (state.releaseEmpty() && state.keepUntil <= t) this.channels.delete(key);
+      if (state.releaseEmpty() && state.keepUntil <= t) this.removeState(state);
     }
     if (this.channels.size === 0 && this.sweepTimer) {
       clearInterval(this.sweepTimer);
@@ -1726,7 +1749,7 @@ export class CoapEndpoint {
   }
 
   private dropState(state: ChannelState, makeError: () => Error): void {
-    this.channels.delete(state.key);
+    this.removeState(state);
     if (state._dedup) this.dedupCount -= state._dedup.size;
     state._dedup = undefined;
     state._cancelledTokens = undefined;

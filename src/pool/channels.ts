@@ -71,6 +71,8 @@ export class SessionChannel<S extends ChannelSession = ChannelSession> implement
   readonly secure = true;
   bytesIn = 0;
   bytesOut = 0;
+  /** The CoAP endpoint's state for this channel (Channel.coapState). */
+  coapState: unknown = undefined;
 
   constructor(readonly key: string, readonly session: S, private readonly host?: SessionChannelHost<S>) {}
 
