@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import 'should';
-import { CcmContext, CipherContexts } from '../src/dtls/ccm';
+import { CcmContext, CcmScratch, CipherContexts } from '../src/dtls/ccm';
 import { encodeRecord, parseDatagram } from '../src/dtls/record';
 import { CIPHER_SUITES, clientCiphers, deriveKeys, serverCiphers } from '../src/dtls/suites';
 import { seededRandom } from './support/random';
@@ -113,6 +113,31 @@ describe('AES-128-CCM over long-lived AES contexts (CcmContext)', () => {
       // the same record under a neighbouring sequence number (its key stream in the same batch) must not open
       const other = seq === 2 ** 48 - 1 ? seq - 1 : seq + 1;
       assert.equal(opener.open(nonceOf(epoch, other), aad, expected.subarray(0, len), expected.subarray(len)), undefined);
+    }
+  });
+
+  it('contexts sharing one scratch, used in turn with records of every size, match OpenSSL; nonce() lays out IV, epoch, seq', () => {
+    const rnd = seededRandom(99);
+    const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
+    const scratch = new CcmScratch();
+    const peers = Array.from({ length: 4 }, () => {
+      const key = bytes(16);
+      const iv = bytes(4);
+      return { key, iv, sealer: new CcmContext(key, 8, scratch, iv), opener: new CcmContext(key, 8, scratch, iv), seq: rnd(1000) };
+    });
+    for (let i = 0; i < 2000; i++) {
+      const p = peers[rnd(peers.length)];
+      const seq = p.seq++;
+      const nonce = p.sealer.nonce(1, seq);
+      assert.ok(nonce.equals(Buffer.concat([p.iv, Buffer.from([0, 1]), Buffer.from(seq.toString(16).padStart(12, '0'), 'hex')])));
+      const expectedNonce = Buffer.from(nonce);
+      const len = [0, 1, 15, 16, 17, 30, 48, 64, 65, 200, 1100][rnd(11)];
+      const aad = bytes(13);
+      const pt = bytes(len);
+      const expected = opensslSeal(p.key, expectedNonce, aad, pt, 8);
+      assert.ok(seal(p.sealer, nonce, aad, pt, 8).equals(expected), `record ${i} (${len} bytes) differs`);
+      const opened = p.opener.open(p.opener.nonce(1, seq), aad, expected.subarray(0, len), expected.subarray(len));
+      assert.ok(opened && opened.equals(pt), `record ${i} does not open`);
     }
   });
 

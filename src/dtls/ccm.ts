@@ -1,9 +1,11 @@
 import { type Cipher, createCipheriv } from 'node:crypto';
+import { writeSeq } from './record';
 
 const BLOCK = 16;
 /** DTLS 1.2 AEAD nonces are 12 bytes (RFC 6655 §3), so CCM's length field is L = 15 - 12 = 3 bytes. */
 const NONCE = 12;
 const ZERO_IV = Buffer.alloc(BLOCK);
+const NO_BYTES = Buffer.alloc(0);
 /** Where the nonce's 48-bit DTLS sequence number starts (after the 4-byte IV and the 2-byte epoch). */
 const SEQ_AT = 6;
 const MAX_SEQ = 2 ** 48 - 1;
@@ -27,26 +29,53 @@ export class CcmContext {
   private readonly ecb: Cipher;
   /** The CBC context's current chaining value (its last output block). */
   private readonly chain = Buffer.alloc(BLOCK);
-  /** The MAC input of a record (sized on need; only the AES outputs are new). */
-  private macIn: Buffer = Buffer.alloc(0);
+  /** The MAC input of the record being sealed or opened (the scratch's, for its size). */
+  private macIn: Buffer = NO_BYTES;
   /** Counter blocks, then key stream, of a batch of records (see keyStream; made on first use). */
   private batch: Buffer | undefined;
   /** Where keyStream put the current key stream: the batch, or one longer record's own. */
-  private ks: Buffer = Buffer.alloc(0);
-  private readonly ksPrefix = Buffer.alloc(SEQ_AT);
+  private ks: Buffer = NO_BYTES;
+  /** The nonce prefix (fixed IV, epoch) of the batch's records, then the first sequence number and the count. */
+  private ksIv = 0;
+  private ksEpoch = 0;
   private ksFirst = -1;
   private ksCount = 0;
-  /** Scratch the record layer builds a record's nonce and additional data in (used synchronously, one record at a time). */
-  readonly nonceScratch = Buffer.alloc(NONCE);
-  readonly aadScratch = Buffer.alloc(13);
+  /** The fixed IV of a DTLS nonce (its first 4 bytes), as a number. */
+  private readonly fixedIv: number;
   /** Set on each use; the owner's idle sweep clears it (see CipherContexts). */
   used = true;
 
-  constructor(key: Uint8Array, private readonly tagLength: number) {
+  /**
+   * `scratch`: buffers for the MAC input, nonce and additional data, shared by the contexts of one owner (default: a
+   * set of its own). `fixedIv`: the 4-byte implicit part of the DTLS nonces this context is used with (see nonce).
+   */
+  constructor(key: Uint8Array, private readonly tagLength: number, private readonly scratch: CcmScratch = new CcmScratch(),
+      fixedIv?: Uint8Array) {
     this.cbc = createCipheriv('aes-128-cbc', key, ZERO_IV);
     this.cbc.setAutoPadding(false);
     this.ecb = createCipheriv('aes-128-ecb', key, null);
     this.ecb.setAutoPadding(false);
+    this.fixedIv = fixedIv ? ((fixedIv[0] << 24) | (fixedIv[1] << 16) | (fixedIv[2] << 8) | fixedIv[3]) >>> 0 : 0;
+  }
+
+  /**
+   * The DTLS 1.2 AEAD nonce fixed IV ‖ epoch ‖ sequence number (RFC 6655 §3) in the scratch's nonce buffer: valid until
+   * the next record of any context sharing the scratch.
+   */
+  nonce(epoch: number, seq: number): Buffer {
+    const n = this.scratch.nonce;
+    const iv = this.fixedIv;
+    n[0] = iv >>> 24;
+    n[1] = iv >>> 16;
+    n[2] = iv >>> 8;
+    n[3] = iv;
+    writeSeq(n, 4, epoch, seq);
+    return n;
+  }
+
+  /** The scratch's 13-byte buffer for a record's additional data (same lifetime as nonce's). */
+  get aadScratch(): Buffer {
+    return this.scratch.aad;
   }
 
   /** ciphertext ‖ tag of `plaintext`, written into `out` at `offset` (which must have room for both). */
@@ -138,7 +167,8 @@ export class CcmContext {
     counterBlocks(store, nonce, seq, count, BATCH_BLOCKS);
     store.set(this.encryptBlocks(store));
     this.ks = store;
-    for (let j = 0; j < SEQ_AT; j++) this.ksPrefix[j] = nonce[j];
+    this.ksIv = ivOf(nonce);
+    this.ksEpoch = (nonce[4] << 8) | nonce[5];
     this.ksFirst = seq;
     this.ksCount = count;
     return 0;
@@ -152,9 +182,7 @@ export class CcmContext {
   }
 
   private ksPrefixIs(nonce: Buffer): boolean {
-    const p = this.ksPrefix;
-    for (let j = 0; j < SEQ_AT; j++) if (p[j] !== nonce[j]) return false;
-    return true;
+    return ivOf(nonce) === this.ksIv && ((nonce[4] << 8) | nonce[5]) === this.ksEpoch;
   }
 
   /** Zeroes what the context keeps of key stream and MAC state (its owner drops it next; OpenSSL wipes its key). */
@@ -163,7 +191,7 @@ export class CcmContext {
     this.ks.fill(0);
     this.ksCount = 0;
     this.chain.fill(0);
-    this.macIn.fill(0);
+    this.macIn = NO_BYTES;
   }
 
   /**
@@ -177,8 +205,7 @@ export class CcmContext {
     const aadBlocks = aLen === 0 ? 0 : Math.ceil((aLen + 2) / BLOCK);
     const p0 = (1 + aadBlocks) * BLOCK;
     const size = p0 + Math.ceil(n / BLOCK) * BLOCK;
-    let b = this.macIn;
-    if (b.length !== size) b = this.macIn = Buffer.alloc(size);
+    const b = (this.macIn = this.scratch.mac(size));
     const chain = this.chain;
     b[0] = ((aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2) ^ chain[0];
     for (let j = 0; j < NONCE; j++) b[1 + j] = nonce[j] ^ chain[1 + j];
@@ -206,6 +233,39 @@ export class CcmContext {
     return chain;
   }
 }
+
+/** The first 4 bytes of a nonce (the fixed IV) as a number. */
+function ivOf(nonce: Uint8Array): number {
+  return ((nonce[0] << 24) | (nonce[1] << 16) | (nonce[2] << 8) | nonce[3]) >>> 0;
+}
+
+/**
+ * Buffers a CcmContext needs only during one call: the MAC input (one per size, every byte written on each use), the
+ * nonce and the additional data of the record at hand. A record is sealed or opened in one synchronous call, so the
+ * contexts of one owner (a DTLS server's CipherContexts) share one set: nothing per context, and warm in the cache.
+ */
+export class CcmScratch {
+  readonly nonce = Buffer.alloc(NONCE);
+  readonly aad = Buffer.alloc(13);
+  private readonly macBySize: Buffer[] = [];
+
+  /** The MAC input buffer of `size` bytes (a multiple of 16). */
+  mac(size: number): Buffer {
+    const blocks = size / BLOCK;
+    if (blocks > MAX_SHARED_MAC_BLOCKS) return Buffer.alloc(size);
+    return (this.macBySize[blocks] ??= Buffer.alloc(size));
+  }
+
+  /** Zeroes what the last records left here. */
+  wipe(): void {
+    this.nonce.fill(0);
+    this.aad.fill(0);
+    for (const b of this.macBySize) b?.fill(0);
+  }
+}
+
+/** MAC inputs up to this many blocks (a record of ~1 KB) come from the shared scratch; longer ones are made per record. */
+const MAX_SHARED_MAC_BLOCKS = 66;
 
 /** The 48-bit big-endian number at `offset`. */
 function readSeq48(b: Uint8Array, offset: number): number {
@@ -253,6 +313,8 @@ export interface ContextHolder {
 export class CipherContexts {
   private readonly live = new Set<ContextHolder>();
   private timer?: NodeJS.Timeout;
+  /** The scratch buffers every context of this owner shares. */
+  readonly scratch = new CcmScratch();
 
   constructor(private readonly idleMs = 10_000, private readonly max = 32768) {}
 
@@ -298,6 +360,7 @@ export class CipherContexts {
   close(): void {
     for (const h of this.live) h.releaseContext();
     this.live.clear();
+    this.scratch.wipe();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }

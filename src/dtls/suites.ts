@@ -233,8 +233,8 @@ class AeadCipher implements RecordCipher, ContextHolder {
       return undefined;
     }
     if (this.contexts && !this.contexts.hasRoom) return undefined;
-    const ctx = new CcmContext(this.key(), this.mode.tagLength);
-    ctx.nonceScratch.set(new Uint8Array(this.block, this.ivOffset, FIXED_IV), 0);
+    const ctx = new CcmContext(this.key(), this.mode.tagLength, this.contexts?.scratch,
+      new Uint8Array(this.block, this.ivOffset, FIXED_IV));
     this.ccm = ctx;
     this.contexts?.track(this);
     return ctx;
@@ -267,11 +267,9 @@ class AeadCipher implements RecordCipher, ContextHolder {
     ctx.seal(nonce, contextAad(ctx, type, version, epoch, seq, plaintext.length, cid), plaintext, out, at + EXPLICIT_NONCE);
   }
 
-  /** The record's nonce (fixed IV ‖ epoch ‖ seq) in the context's scratch buffer (the IV was put there at creation). */
+  /** The record's nonce (fixed IV ‖ epoch ‖ seq) in the context's scratch buffer. */
   private contextNonce(ctx: CcmContext, epoch: number, seq: number): Buffer {
-    const nonce = ctx.nonceScratch;
-    writeSeq(nonce, FIXED_IV, epoch, seq);
-    return nonce;
+    return ctx.nonce(epoch, seq);
   }
 
   private key(): Uint8Array {
