@@ -13,6 +13,7 @@
  */
 import { randomBytes, randomFillSync } from 'crypto';
 import { SmallMap } from './small-map';
+import { type TimerEntry, TimerLists } from './timer-lists';
 import { type Channel, type LogFn, tracing } from '../channel';
 import {
   ChannelClosedError,
@@ -202,7 +203,7 @@ interface DedupEntry {
   reply?: string;
 }
 
-interface Exchange {
+interface Exchange extends TimerEntry {
   state: ChannelState;
   token: Buffer;
   tokenKey: string;
@@ -213,7 +214,6 @@ interface Exchange {
   startedAt: number;
   transmissions: number;
   timeoutMs: number;
-  retransmitTimer?: NodeJS.Timeout;
   deadlineTimer?: NodeJS.Timeout;
   /** A deadline not armed yet (performance.now() time; see startExchange) and its length for the message. */
   deadlineAt?: number;
@@ -428,6 +428,8 @@ export class CoapEndpoint {
   private readonly now: () => number;
   private readonly channels = new Map<string, ChannelState>();
   private sweepTimer?: NodeJS.Timeout;
+  /** Retransmission timers of the confirmable requests waiting for their ACK (one Node timer for all of them). */
+  private readonly retransmits = new TimerLists<Exchange>((ex) => this.onRetransmitTimer(ex));
   private dedupCount = 0;
   private closed = false;
   /** Random bytes for tokens, consumed from tokenPoolOffset (see newToken). */
@@ -846,6 +848,10 @@ export class CoapEndpoint {
         notifyGen: 0,
         spec: spec.autoBlock2 ? spec : undefined,
         opts: spec.autoBlock2 ? opts : undefined,
+        timerDue: 0,
+        timerPrev: undefined,
+        timerNext: undefined,
+        timerList: undefined,
       };
       state.byToken.set(ex.tokenKey, ex);
       state.byMessageId.set(messageId, ex);
@@ -863,7 +869,7 @@ export class CoapEndpoint {
           ex.deadlineAt = performance.now() + deadline;
           ex.deadlineMs = deadline;
         }
-        ex.retransmitTimer = setTimeout(() => this.onRetransmitTimer(ex), ex.timeoutMs);
+        this.retransmits.add(ex, ex.timeoutMs);
       }
       if (opts.signal) {
         const signal = opts.signal;
@@ -913,6 +919,7 @@ export class CoapEndpoint {
       label: `adopted observation tok=${tokenKey}`, startedAt: now, transmissions: 0, timeoutMs: 0,
       awaitingAck: false, settled: true, resolve: () => undefined, reject: () => undefined,
       onNotification, observing: true, cancelled: false, lastObserve: 0, lastObserveAt: now - 129_000, notifyGen: 0,
+      timerDue: 0, timerPrev: undefined, timerNext: undefined, timerList: undefined,
     };
     state.byToken.set(tokenKey, ex);
   }
@@ -934,6 +941,7 @@ export class CoapEndpoint {
       this.dropState(state, () => new EndpointClosedError('CoAP endpoint closed'));
     }
     this.channels.clear();
+    this.retransmits.clear();
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -1503,16 +1511,13 @@ export class CoapEndpoint {
   }
 
   private onRetransmitTimer(ex: Exchange): void {
-    ex.retransmitTimer = undefined;
     if (ex.settled || !ex.awaitingAck) return;
     if (this.armDeadlineBefore(ex, 0)) return;
     if (ex.transmissions - 1 < this.maxRetransmit) {
       this.stats.retransmissions++;
       this.transmit(ex);
       ex.timeoutMs *= 2;
-      if (!this.armDeadlineBefore(ex, ex.timeoutMs)) {
-        ex.retransmitTimer = setTimeout(() => this.onRetransmitTimer(ex), ex.timeoutMs);
-      }
+      if (!this.armDeadlineBefore(ex, ex.timeoutMs)) this.retransmits.add(ex, ex.timeoutMs);
       return;
     }
     this.stats.timeouts++;
@@ -1563,8 +1568,7 @@ export class CoapEndpoint {
     // Nothing is sent again: let the datagram go (a long observation would otherwise keep it, and the shared
     // buffer-pool slab it was cut from, alive).
     ex.bytes = NO_BYTES;
-    if (ex.retransmitTimer) clearTimeout(ex.retransmitTimer);
-    ex.retransmitTimer = undefined;
+    this.retransmits.remove(ex);
     if (ex.state.byMessageId.get(ex.messageId) === ex) ex.state.byMessageId.delete(ex.messageId);
   }
 
