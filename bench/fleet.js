@@ -23,6 +23,8 @@ const keys = require('./lib/keys');
 const { serveCommands } = require('./lib/child');
 // The package's CCM over long-lived AES contexts, so busy simulated devices cost the load generator less CPU.
 const CcmContext = process.env.BENCH_FLEET_CCM === '0' ? undefined : require('../dist/index.js').CcmContext;
+/** One set of per-record scratch buffers for every simulated device's contexts (as the server's share theirs). */
+const ccmScratch = CcmContext ? new (require('../dist/index.js').CcmScratch)() : undefined;
 
 const { PerformanceObserver, constants, monitorEventLoopDelay } = require('node:perf_hooks');
 
@@ -122,7 +124,7 @@ class Device {
     this.mid = (index * 7919) & 0xffff;
     this.pending = new Map();
     this.client = new DtlsClient({ socket, host, port, identity: keys.identity(index), key: keys.key(index), onData: (d) => this.onCoap(d),
-      CcmContext, sendVia });
+      CcmContext, ccmScratch, sendVia });
     socket.on('message', (m) => this.client.onDatagram(m));
   }
 

@@ -102,6 +102,8 @@ async function heapSample({ ms, all = false, major = false, depth = 2, interval 
   // major: also what died in a major GC (objects that were promoted, then died), but not what died young
   await post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: all || major, includeObjectsCollectedByMinorGC: all });
   await new Promise((r) => setTimeout(r, ms));
+  // major: a scavenge first, so objects that died young since the last one are not counted as still alive
+  if (major && global.gc) global.gc({ type: 'minor' });
   const { profile } = await post('HeapProfiler.stopSampling');
   session.disconnect();
   const agg = new Map();

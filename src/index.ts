@@ -1,5 +1,5 @@
 export * from './server';
-export { CcmContext } from './dtls/ccm';
+export { CcmContext, CcmScratch } from './dtls/ccm';
 export type { Channel, LogFn } from './channel';
 export {
   SecurityStore, SecurityError, type PskEntry, type PskEntryInput, type RpkEntry, type RpkEntryInput, type SecurityEntry,

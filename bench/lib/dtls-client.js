@@ -84,24 +84,37 @@ function* handshakeMessages(fragment) {
  * AES-128-CCM with an 8-byte tag; nonce = fixed IV (4) ‖ epoch (2) ‖ seq (6) (RFC 6655 §3). The first records go
  * through Node's one-shot aes-128-ccm; from the third on, when `Context` is given (the package's CcmContext, two
  * long-lived AES contexts per key), through that, so a busy simulated device costs the load generator less CPU.
+ * `scratch` (the package's CcmScratch): per-record buffers shared by every context of the process, as the server's
+ * contexts share theirs.
  */
+/** Writes the 16-bit epoch and 48-bit sequence number at `offset` (byte writes: no Buffer method per call). */
+function writeSeq(b, offset, epoch, seq) {
+  const hi = Math.floor(seq / 0x100000000);
+  const lo = seq >>> 0;
+  b[offset] = epoch >>> 8;
+  b[offset + 1] = epoch & 0xff;
+  b[offset + 2] = hi >>> 8;
+  b[offset + 3] = hi & 0xff;
+  b[offset + 4] = lo >>> 24;
+  b[offset + 5] = (lo >>> 16) & 0xff;
+  b[offset + 6] = (lo >>> 8) & 0xff;
+  b[offset + 7] = lo & 0xff;
+}
+
 class Ccm8 {
-  constructor(key, iv, Context) {
+  constructor(key, iv, Context, scratch) {
     this.key = key;
     this.iv = iv;
     this.Context = Context;
+    this.scratch = scratch;
     this.uses = 0;
     this.ctx = undefined;
-    // the context path builds nonce and additional data in these (one record at a time)
-    this.nonceBuf = Buffer.alloc(12);
-    iv.copy(this.nonceBuf, 0);
-    this.aadBuf = Buffer.alloc(13);
   }
 
   context() {
     if (this.ctx) return this.ctx;
     if (!this.Context || ++this.uses <= 2) return undefined;
-    this.ctx = new this.Context(this.key, 8);
+    this.ctx = new this.Context(this.key, 8, this.scratch, this.iv);
     return this.ctx;
   }
 
@@ -110,11 +123,12 @@ class Ccm8 {
   }
 
   static aad(type, epoch, seq, length, into = Buffer.allocUnsafe(13)) {
-    into.writeUInt16BE(epoch, 0);
-    into.writeUIntBE(seq, 2, 6);
+    writeSeq(into, 0, epoch, seq);
     into[8] = type;
-    into.writeUInt16BE(DTLS12, 9);
-    into.writeUInt16BE(length, 11);
+    into[9] = DTLS12 >>> 8;
+    into[10] = DTLS12 & 0xff;
+    into[11] = length >>> 8;
+    into[12] = length & 0xff;
     return into;
   }
 
@@ -123,17 +137,15 @@ class Ccm8 {
     const ctx = this.context();
     if (!ctx) return record(type, epoch, seq, this.encrypt(type, epoch, seq, plain));
     const out = Buffer.allocUnsafe(13 + 8 + plain.length + 8);
+    const length = 8 + plain.length + 8;
     out[0] = type;
-    out.writeUInt16BE(DTLS12, 1);
-    out.writeUInt16BE(epoch, 3);
-    out.writeUIntBE(seq, 5, 6);
-    out.writeUInt16BE(8 + plain.length + 8, 11);
-    out.writeUInt16BE(epoch, 13);
-    out.writeUIntBE(seq, 15, 6);
-    const nonce = this.nonceBuf;
-    nonce.writeUInt16BE(epoch, 4);
-    nonce.writeUIntBE(seq, 6, 6);
-    ctx.seal(nonce, Ccm8.aad(type, epoch, seq, plain.length, this.aadBuf), plain, out, 21);
+    out[1] = DTLS12 >>> 8;
+    out[2] = DTLS12 & 0xff;
+    writeSeq(out, 3, epoch, seq);
+    out[11] = length >>> 8;
+    out[12] = length & 0xff;
+    writeSeq(out, 13, epoch, seq);
+    ctx.seal(ctx.nonce(epoch, seq), Ccm8.aad(type, epoch, seq, plain.length, ctx.aadScratch), plain, out, 21);
     return out;
   }
 
@@ -153,9 +165,9 @@ class Ccm8 {
     if (fragment.length < 16) return undefined;
     const ctx = this.context();
     if (ctx) {
-      const nonce = this.nonceBuf;
+      const nonce = ctx.nonce(epoch, seq);
       for (let i = 0; i < 8; i++) nonce[4 + i] = fragment[i];
-      return ctx.openIn(nonce, Ccm8.aad(type, epoch, seq, fragment.length - 16, this.aadBuf), fragment, 8, fragment.length);
+      return ctx.openIn(nonce, Ccm8.aad(type, epoch, seq, fragment.length - 16, ctx.aadScratch), fragment, 8, fragment.length);
     }
     const ct = fragment.subarray(8, fragment.length - 8);
     try {
@@ -174,13 +186,13 @@ class Ccm8 {
 /**
  * One client connection over a bound dgram socket that it owns (the caller routes the socket's 'message' events
  * to onDatagram). connect() resolves when the handshake completes. Options for a load generator: `CcmContext`
- * (long-lived AES contexts for busy sessions, see Ccm8) and `sendVia(socket, data, port, host)` (application data
+ * (long-lived AES contexts for busy sessions, see Ccm8), `ccmScratch` (their shared scratch) and `sendVia(socket, data, port, host)` (application data
  * goes out through the caller, e.g. in batches).
  */
 class DtlsClient {
-  constructor({ socket, host, port, identity, key, retransmitMs = 1000, maxRetransmits = 4, onData, CcmContext, sendVia }) {
+  constructor({ socket, host, port, identity, key, retransmitMs = 1000, maxRetransmits = 4, onData, CcmContext, ccmScratch, sendVia }) {
     Object.assign(this, { socket, host, port, identity: Buffer.from(identity, 'utf8'), psk: key, retransmitMs, maxRetransmits,
-      CcmContext, sendVia });
+      CcmContext, ccmScratch, sendVia });
     this.onData = onData || (() => undefined);
     this.clientRandom = crypto.randomBytes(32);
     this.epoch0Seq = 0;
@@ -330,8 +342,8 @@ class DtlsClient {
     this.psk.copy(pms, 4 + n);
     this.master = prf(pms, 'master secret', Buffer.concat([this.clientRandom, this.serverRandom]), 48);
     const kb = prf(this.master, 'key expansion', Buffer.concat([this.serverRandom, this.clientRandom]), 40);
-    this.write = new Ccm8(kb.subarray(0, 16), kb.subarray(32, 36), this.CcmContext);
-    this.read = new Ccm8(kb.subarray(16, 32), kb.subarray(36, 40), this.CcmContext);
+    this.write = new Ccm8(kb.subarray(0, 16), kb.subarray(32, 36), this.CcmContext, this.ccmScratch);
+    this.read = new Ccm8(kb.subarray(16, 32), kb.subarray(36, 40), this.CcmContext, this.ccmScratch);
     const finished = handshake(HS.finished, 3, prf(this.master, 'client finished', this.hash(), 12));
     this.transcript.push(finished);
     this.state = 'wait_ccs';

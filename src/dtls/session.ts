@@ -124,7 +124,13 @@ export class DtlsSession extends LazyEventEmitter implements Channel {
   /** Connection IDs (RFC 9146): ours, carried in the peer's records, and the peer's; undefined = not negotiated. */
   readonly readCid: Buffer | undefined;
   readonly writeCid: Buffer | undefined;
-  lastActivity: number;
+  /**
+   * Written on every record received. Declared, not defined as a class field: a defined field starts out undefined,
+   * V8 then keeps it as a pointer, and each new time value became a heap number that outlived the young generation
+   * (10 s of pooled reads over 10,000 devices promoted 4.0 MB allocated here, 1.1 MB once declared); assigned a number
+   * first, it is updated in place.
+   */
+  declare lastActivity: number;
   bytesIn = 0;
   bytesOut = 0;
   /** Opaque data for upper layers, carried through exportState/importSessions. Must be JSON-serialisable. */
