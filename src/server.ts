@@ -1088,18 +1088,27 @@ export class Lwm2mServer extends EventEmitter {
     };
   }
 
+  /** Names of the requested paths and of the path keys of the payload (see ObjectModel.namesFor), in one object. */
   private namesOf(op: PreparedOperation, payload: unknown): Record<string, string> {
-    const paths: Record<string, unknown> = {};
-    for (let i = 0; i < op.paths.length; i++) if (op.paths[i] !== '/') paths[op.paths[i]] = true;
-    if (payload && typeof payload === 'object' && !Buffer.isBuffer(payload) && !(payload instanceof Date)) {
-      const keys = Object.keys(payload);
-      for (let i = 0; i < keys.length; i++) if (keys[i].startsWith('/')) paths[keys[i]] = true;
-    }
+    const out: Record<string, string> = {};
     try {
-      return this.model.namesFor(paths);
+      for (let i = 0; i < op.paths.length; i++) {
+        const p = op.paths[i];
+        if (p === '/') continue;
+        const name = this.model.nameOf(p);
+        if (name !== null) out[p] = name;
+      }
+      if (payload && typeof payload === 'object' && !Buffer.isBuffer(payload) && !(payload instanceof Date)) {
+        for (const key of Object.keys(payload)) {
+          if (!key.startsWith('/')) continue;
+          const name = this.model.nameOf(key);
+          if (name !== null) out[key] = name;
+        }
+      }
     } catch {
-      return {};
+      // a model that cannot name a path leaves it out
     }
+    return out;
   }
 
   private deliverNotification(obs: Observation, op: import('./lwm2m/operations').PreparedOperation, msg: CoapMessage, req: Lwm2mRequest): void {

@@ -205,6 +205,10 @@ describe('Object model in requests', function () {
     const r = await server.request({ endpoint: 'm1', operation: 'read', path: '/3/0' });
     assert.equal(r.names['/3/0/0'], 'Manufacturer');
     assert.equal(r.names['/3/0/9'], 'Battery Level');
+    assert.deepEqual(r.names, { '/3/0': 'Device', '/3/0/0': 'Manufacturer', '/3/0/9': 'Battery Level' });
+    const one = await server.request({ endpoint: 'm1', operation: 'read', path: '/3/0/9' });
+    assert.deepEqual(one.names, { '/3/0/9': 'Battery Level' });
+    assert.deepEqual((await server.request({ endpoint: 'm1', operation: 'read', path: '/1/0/1' })).names, { '/1/0/1': 'Lifetime' });
     const before = device.requestsHandled;
     await assert.rejects(server.request({ endpoint: 'm1', operation: 'write', path: '/1/0/1', payload: 'abc' }), (e: Lwm2mRequestError) => e.kind === 'bad-input' && /1\/0\/1/.test(e.message));
     assert.equal(device.requestsHandled, before, 'nothing sent');

@@ -515,7 +515,8 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
       default:
     }
   }
-  const msg: CoapMessage = {
+  // every field in the literal (undefined when absent): one shape for every message, no property added afterwards
+  return {
     code: CODE_TEXT[codeByte],
     type: TYPES[(b0 >> 4) & 3],
     messageId: (datagram[2] << 8) | datagram[3],
@@ -525,11 +526,10 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
     path: path ?? NO_SEGMENTS,
     query: query ?? NO_SEGMENTS,
     locationPath: locationPath ?? NO_SEGMENTS,
+    contentFormat: cf !== undefined && cf.length <= 2 ? decodeUint(cf) : undefined,
+    accept: accept !== undefined && accept.length <= 2 ? decodeUint(accept) : undefined,
+    observe: observe !== undefined && observe.length <= 3 ? decodeUint(observe) : undefined,
   };
-  if (cf !== undefined && cf.length <= 2) msg.contentFormat = decodeUint(cf);
-  if (accept !== undefined && accept.length <= 2) msg.accept = decodeUint(accept);
-  if (observe !== undefined && observe.length <= 3) msg.observe = decodeUint(observe);
-  return msg;
 }
 
 const URI_PATH = 11;

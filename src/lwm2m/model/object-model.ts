@@ -219,7 +219,7 @@ export class ObjectModel {
   }
 
   /** The name namesFor gives a path key, or null; cached (at most 4,096 paths, then the cache starts over). */
-  private nameOf(key: string): string | null {
+  nameOf(key: string): string | null {
     let name = this.nameCache.get(key);
     if (name !== undefined) return name;
     try {
