@@ -275,19 +275,13 @@ function readSeq48(b: Uint8Array, offset: number): number {
 
 /** Writes the counter blocks of `count` records from sequence number `seq` on (`blocks` each) into `a`. */
 function counterBlocks(a: Buffer, nonce: Buffer, seq: number, count: number, blocks: number): void {
+  const epoch = (nonce[SEQ_AT - 2] << 8) | nonce[SEQ_AT - 1];
   for (let r = 0, o = 0; r < count; r++) {
-    const s = seq + r;
-    const hi = Math.floor(s / 0x100000000);
-    const lo = s >>> 0;
     for (let i = 0; i < blocks; i++, o += BLOCK) {
       a[o] = 2; // L - 1
-      for (let j = 0; j < SEQ_AT; j++) a[o + 1 + j] = nonce[j];
-      a[o + 7] = hi >>> 8;
-      a[o + 8] = hi;
-      a[o + 9] = lo >>> 24;
-      a[o + 10] = lo >>> 16;
-      a[o + 11] = lo >>> 8;
-      a[o + 12] = lo;
+      // the nonce: fixed IV, then epoch and this record's sequence number
+      for (let j = 0; j < SEQ_AT - 2; j++) a[o + 1 + j] = nonce[j];
+      writeSeq(a, o + SEQ_AT - 1, epoch, seq + r);
       a[o + 13] = i >>> 16;
       a[o + 14] = (i >>> 8) & 0xff;
       a[o + 15] = i & 0xff;
