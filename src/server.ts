@@ -1091,24 +1091,17 @@ export class Lwm2mServer extends EventEmitter {
   /** Names of the requested paths and of the path keys of the payload (see ObjectModel.namesFor), in one object. */
   private namesOf(op: PreparedOperation, payload: unknown): Record<string, string> {
     const out: Record<string, string> = {};
-    try {
-      for (let i = 0; i < op.paths.length; i++) {
-        const p = op.paths[i];
-        if (p === '/') continue;
-        const name = this.model.nameOf(p);
-        if (name !== null) out[p] = name;
-      }
-      if (payload && typeof payload === 'object' && !Buffer.isBuffer(payload) && !(payload instanceof Date)) {
-        for (const key of Object.keys(payload)) {
-          if (!key.startsWith('/')) continue;
-          const name = this.model.nameOf(key);
-          if (name !== null) out[key] = name;
-        }
-      }
-    } catch {
-      // a model that cannot name a path leaves it out
+    for (let i = 0; i < op.paths.length; i++) if (op.paths[i] !== '/') this.addName(out, op.paths[i]);
+    if (payload && typeof payload === 'object' && !Buffer.isBuffer(payload) && !(payload instanceof Date)) {
+      for (const key of Object.keys(payload)) if (key.startsWith('/')) this.addName(out, key);
     }
     return out;
+  }
+
+  /** Puts the model's name of `path` into `names` (nameOf never throws: a path it cannot name gives null). */
+  private addName(names: Record<string, string>, path: string): void {
+    const name = this.model.nameOf(path);
+    if (name !== null) names[path] = name;
   }
 
   private deliverNotification(obs: Observation, op: import('./lwm2m/operations').PreparedOperation, msg: CoapMessage, req: Lwm2mRequest): void {

@@ -378,8 +378,7 @@ export function getOption(options: readonly CoapOption[], name: string): Buffer 
 
 /** First value of an unsigned-integer option, when present and no longer than `maxLength` bytes. */
 export function getUintOption(options: readonly CoapOption[], name: string, maxLength = 4): number | undefined {
-  const v = getOption(options, name);
-  return v === undefined ? undefined : uintWithin(v, maxLength);
+  return uintWithin(getOption(options, name), maxLength);
 }
 
 /** Uri-Path options for path segments (each at most 255 bytes of UTF-8). */
@@ -425,9 +424,9 @@ export function peekHeader(datagram: Buffer): CoapHeader | undefined {
   };
 }
 
-/** A typed unsigned-integer option's value, when it is no longer than `maxLength` bytes. */
-function uintWithin(value: Buffer, maxLength: number): number | undefined {
-  return value.length > maxLength ? undefined : decodeUint(value);
+/** A typed unsigned-integer option's value, when present and no longer than `maxLength` bytes. */
+function uintWithin(value: Buffer | undefined, maxLength: number): number | undefined {
+  return value === undefined || value.length > maxLength ? undefined : decodeUint(value);
 }
 
 /** Option names by number for the numbers below 64 (the rest go through optionName). */
@@ -526,9 +525,9 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
     path: path ?? NO_SEGMENTS,
     query: query ?? NO_SEGMENTS,
     locationPath: locationPath ?? NO_SEGMENTS,
-    contentFormat: cf !== undefined && cf.length <= 2 ? decodeUint(cf) : undefined,
-    accept: accept !== undefined && accept.length <= 2 ? decodeUint(accept) : undefined,
-    observe: observe !== undefined && observe.length <= 3 ? decodeUint(observe) : undefined,
+    contentFormat: uintWithin(cf, 2),
+    accept: uintWithin(accept, 2),
+    observe: uintWithin(observe, 3),
   };
 }
 

@@ -1,5 +1,5 @@
 import { type Cipher, createCipheriv } from 'node:crypto';
-import { writeSeq } from './record';
+import { readSeq, writeSeq } from './record';
 
 const BLOCK = 16;
 /** DTLS 1.2 AEAD nonces are 12 bytes (RFC 6655 §3), so CCM's length field is L = 15 - 12 = 3 bytes. */
@@ -55,7 +55,7 @@ export class CcmContext {
     this.cbc.setAutoPadding(false);
     this.ecb = createCipheriv('aes-128-ecb', key, null);
     this.ecb.setAutoPadding(false);
-    this.fixedIv = fixedIv ? ((fixedIv[0] << 24) | (fixedIv[1] << 16) | (fixedIv[2] << 8) | fixedIv[3]) >>> 0 : 0;
+    this.fixedIv = fixedIv ? ivOf(fixedIv) : 0;
   }
 
   /**
@@ -149,7 +149,7 @@ export class CcmContext {
   private keyStream(nonce: Buffer, n: number): number {
     if (nonce.length !== NONCE) throw new RangeError('CCM nonce must be 12 bytes');
     const need = 1 + Math.ceil(n / BLOCK);
-    const seq = readSeq48(nonce, SEQ_AT);
+    const seq = readSeq(nonce, SEQ_AT);
     const first = this.ksFirst;
     if (need <= BATCH_BLOCKS && seq >= first && seq < first + this.ksCount && this.ksPrefixIs(nonce)) {
       return (seq - first) * BATCH_BLOCKS * BLOCK;
@@ -168,7 +168,7 @@ export class CcmContext {
     store.set(this.encryptBlocks(store));
     this.ks = store;
     this.ksIv = ivOf(nonce);
-    this.ksEpoch = (nonce[4] << 8) | nonce[5];
+    this.ksEpoch = epochOf(nonce);
     this.ksFirst = seq;
     this.ksCount = count;
     return 0;
@@ -182,7 +182,7 @@ export class CcmContext {
   }
 
   private ksPrefixIs(nonce: Buffer): boolean {
-    return ivOf(nonce) === this.ksIv && ((nonce[4] << 8) | nonce[5]) === this.ksEpoch;
+    return ivOf(nonce) === this.ksIv && epochOf(nonce) === this.ksEpoch;
   }
 
   /** Zeroes what the context keeps of key stream and MAC state (its owner drops it next; OpenSSL wipes its key). */
@@ -239,6 +239,11 @@ function ivOf(nonce: Uint8Array): number {
   return ((nonce[0] << 24) | (nonce[1] << 16) | (nonce[2] << 8) | nonce[3]) >>> 0;
 }
 
+/** The epoch in a nonce (the 2 bytes before the sequence number). */
+function epochOf(nonce: Uint8Array): number {
+  return (nonce[SEQ_AT - 2] << 8) | nonce[SEQ_AT - 1];
+}
+
 /**
  * Buffers a CcmContext needs only during one call: the MAC input (one per size, every byte written on each use), the
  * nonce and the additional data of the record at hand. A record is sealed or opened in one synchronous call, so the
@@ -267,15 +272,9 @@ export class CcmScratch {
 /** MAC inputs up to this many blocks (a record of ~1 KB) come from the shared scratch; longer ones are made per record. */
 const MAX_SHARED_MAC_BLOCKS = 66;
 
-/** The 48-bit big-endian number at `offset`. */
-function readSeq48(b: Uint8Array, offset: number): number {
-  const lo = ((b[offset + 2] << 24) | (b[offset + 3] << 16) | (b[offset + 4] << 8) | b[offset + 5]) >>> 0;
-  return ((b[offset] << 8) | b[offset + 1]) * 0x100000000 + lo;
-}
-
 /** Writes the counter blocks of `count` records from sequence number `seq` on (`blocks` each) into `a`. */
 function counterBlocks(a: Buffer, nonce: Buffer, seq: number, count: number, blocks: number): void {
-  const epoch = (nonce[SEQ_AT - 2] << 8) | nonce[SEQ_AT - 1];
+  const epoch = epochOf(nonce);
   for (let r = 0, o = 0; r < count; r++) {
     for (let i = 0; i < blocks; i++, o += BLOCK) {
       a[o] = 2; // L - 1

@@ -305,9 +305,8 @@ export class DtlsServer extends EventEmitter {
         byCid.handleRecord(rec, address, port);
         return;
       }
-      const pending = hs;
-      if (pending && pending.readCid && rec.cid && pending.readCid.equals(rec.cid)) {
-        pending.handleRecord(rec);
+      if (hs && hs.readCid && rec.cid && hs.readCid.equals(rec.cid)) {
+        hs.handleRecord(rec);
         return;
       }
       this.transport.dropped(address, port, 'record with an unknown connection ID');

@@ -262,14 +262,9 @@ class AeadCipher implements RecordCipher, ContextHolder {
   /** Writes explicit nonce ‖ ciphertext ‖ tag into `out` at `at` through the live context. */
   private sealFragment(ctx: CcmContext, type: number, version: number, epoch: number, seq: number, plaintext: Buffer,
       out: Buffer, at: number, cid?: Buffer): void {
-    const nonce = this.contextNonce(ctx, epoch, seq);
+    const nonce = ctx.nonce(epoch, seq);
     for (let i = 0; i < EXPLICIT_NONCE; i++) out[at + i] = nonce[FIXED_IV + i];
     ctx.seal(nonce, contextAad(ctx, type, version, epoch, seq, plaintext.length, cid), plaintext, out, at + EXPLICIT_NONCE);
-  }
-
-  /** The record's nonce (fixed IV ‖ epoch ‖ seq) in the context's scratch buffer. */
-  private contextNonce(ctx: CcmContext, epoch: number, seq: number): Buffer {
-    return ctx.nonce(epoch, seq);
   }
 
   private key(): Uint8Array {
@@ -317,7 +312,7 @@ class AeadCipher implements RecordCipher, ContextHolder {
       const ctx = this.ccmContext();
       if (ctx) {
         // nonce and additional data in the context's scratch, ciphertext and tag read in place
-        const nonce = this.contextNonce(ctx, epoch, seq);
+        const nonce = ctx.nonce(epoch, seq);
         for (let i = 0; i < EXPLICIT_NONCE; i++) nonce[FIXED_IV + i] = fragment[i];
         const aad = contextAad(ctx, type, version, epoch, seq, fragment.length - EXPLICIT_NONCE - tagLength, cid);
         return ctx.openIn(nonce, aad, fragment, EXPLICIT_NONCE, fragment.length);
