@@ -8,6 +8,7 @@
  */
 const path = require('node:path');
 const { spawnChild } = require('./lib/child');
+const { SERVER_ARGS, FLEET_ARGS } = require('./lib/node-args');
 
 const REGISTERED = Number(process.argv[2] ?? 10000);
 const SECONDS = Number(process.argv[3] || 5);
@@ -18,8 +19,8 @@ const HS_FROM = 1_000_000;
 const HS_IDS = 2000;
 
 async function main() {
-  const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv: ['--expose-gc'], name: 'server' });
-  const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: ['--max-semi-space-size=2'] }));
+  const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv: ['--expose-gc', ...SERVER_ARGS], name: 'server' });
+  const fleets = [0, 1].map((i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: FLEET_ARGS }));
   try {
     const { port } = await server.call('start', { pskFrom: 0, pskCount: Math.max(1, REGISTERED), hsFrom: HS_FROM, hsCount: HS_IDS });
     const half = Math.ceil(REGISTERED / 2);

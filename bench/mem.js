@@ -11,6 +11,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnChild } = require('./lib/child');
+const { SERVER_ARGS } = require('./lib/node-args');
 const { settledMemory, steadyMemory } = require('./lib/settle');
 const { heapDiff } = require('./lib/heap');
 
@@ -19,7 +20,7 @@ const PROCS = Number(process.env.BENCH_FLEET_PROCS || Math.max(2, Math.ceil(N / 
 const HOST = '127.0.0.1';
 
 async function main() {
-  const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv: ['--expose-gc', '--max-old-space-size=8192'], name: 'server' });
+  const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv: ['--expose-gc', ...SERVER_ARGS, '--max-old-space-size=8192'], name: 'server' });
   const fleets = Array.from({ length: PROCS }, (_, i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}` }));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-mem-'));
   try {

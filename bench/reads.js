@@ -5,13 +5,15 @@
  * prints reads/s, server CPU µs per read and p50/p99 of each round. BENCH_PROFILE=1 runs the server under
  * `node --cpu-prof` and prints the top of the read-window profile; BENCH_RATE=n runs an open loop at n reads/s instead
  * (latency at that rate); BENCH_TRACE_GC=1 shows the server's garbage collections; BENCH_FLEET_PROCS (default 2) fleet
- * processes. Uses the built dist/ (or BENCH_ROOT).
+ * processes; BENCH_SERVER_ARGS / BENCH_FLEET_ARGS the Node options of server and fleet (as in run.js, see
+ * lib/node-args.js). Uses the built dist/ (or BENCH_ROOT).
  */
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnChild } = require('./lib/child');
 const { analyseProfile } = require('./lib/profile');
+const { SERVER_ARGS, FLEET_ARGS } = require('./lib/node-args');
 
 const N = Number(process.argv[2] || 1000);
 const SECONDS = Number(process.argv[3] || 4);
@@ -31,11 +33,9 @@ const HOST = '127.0.0.1';
 
 async function main() {
   const dir = PROFILE ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-reads-')) : undefined;
-  const execArgv = ['--expose-gc', ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] : []), ...(TRACE_GC ? ['--trace-gc'] : []), ...(process.env.BENCH_SERVER_ARGS ? process.env.BENCH_SERVER_ARGS.split(' ') : [])];
+  const execArgv = ['--expose-gc', ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'] : []), ...(TRACE_GC ? ['--trace-gc'] : []), ...SERVER_ARGS];
   const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execArgv, name: 'server' });
-  // as in run.js: a small young generation for the fleet (short fleet GC pauses), unless BENCH_FLEET_ARGS says otherwise
-  const fleetArgs = process.env.BENCH_FLEET_ARGS !== undefined ? process.env.BENCH_FLEET_ARGS.split(' ').filter(Boolean) : ['--max-semi-space-size=2'];
-  const fleets = Array.from({ length: Number(process.env.BENCH_FLEET_PROCS || 2) }, (_, i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: fleetArgs }));
+  const fleets = Array.from({ length: Number(process.env.BENCH_FLEET_PROCS || 2) }, (_, i) => spawnChild(path.join(__dirname, 'fleet.js'), { name: `fleet${i}`, execArgv: FLEET_ARGS }));
   const windows = [];
   try {
     const { port } = await server.call('start', { pskFrom: 0, pskCount: N, hsFrom: 1_000_000, hsCount: 1 });
