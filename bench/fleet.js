@@ -14,6 +14,7 @@
  *              ones, longest pause since the previous cpu call) and event-loop delay (p99, max since the previous cpu
  *              call): a fleet pause delays every device's answers at once
  *   stats      reads answered, datagram sizes seen
+ *   gcLog      the garbage collections since the previous gcLog call, as [start (ms since the epoch), duration] pairs
  *   exit
  */
 const dgram = require('node:dgram');
@@ -33,8 +34,12 @@ const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 loopDelay.enable();
 
 const gc = { count: 0, ms: 0, major: 0, maxMs: 0 };
+/** The latest collections as [start (ms since the epoch), duration] pairs, for `gcLog` (at most GC_LOG of them). */
+const GC_LOG = 20000;
+let gcLog = [];
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
+    if (gcLog.length < 2 * GC_LOG) gcLog.push(performance.timeOrigin + e.startTime, e.duration);
     gc.count++;
     gc.ms += e.duration;
     if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
@@ -297,6 +302,12 @@ async function handle(msg) {
       return out;
     }
     case 'stats': return { ...stats, devices: devices.length };
+    case 'gcLog': {
+      // the collections logged since the last call: when a slow request met one (see server-proc's load, slowMs)
+      const out = gcLog;
+      gcLog = [];
+      return out;
+    }
     case 'exit':
       for (const d of devices) d.client.close();
       await Promise.all(devices.map((d) => closeSocket(d.socket)));

@@ -26,7 +26,7 @@ const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined
 const TRACE_GC = process.env.BENCH_TRACE_GC === '1';
 /**
  * BENCH_SLOW=ms: how many requests took at least that long and how many of them were outstanding while the server
- * collected garbage; BENCH_SLOW_LIST=1 also lists when they started (server clock, grouped by 10 ms).
+ * collected garbage, or while a fleet process did; BENCH_SLOW_LIST=1 also lists when they started (server clock, grouped by 10 ms).
  */
 const SLOW = process.env.BENCH_SLOW ? Number(process.env.BENCH_SLOW) : undefined;
 const HOST = '127.0.0.1';
@@ -44,6 +44,7 @@ async function main() {
     const { count } = await server.call('registered');
     for (let r = 0; r < ROUNDS; r++) {
       const f0 = await Promise.all(fleets.map((f) => f.call('cpu')));
+      if (SLOW !== undefined) await Promise.all(fleets.map((f) => f.call('gcLog')));
       const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE, slowMs: SLOW });
       const f1 = await Promise.all(fleets.map((f) => f.call('cpu')));
       // the fleet's CPU over the whole load call (warm-up included), per read measured
@@ -57,7 +58,19 @@ async function main() {
           g.max = Math.max(g.max, ms);
           groups.set(at, g);
         }
-        console.log(`slow (>= ${SLOW} ms): ${res.slow.length} (${(100 * res.slow.length / (res.rps * SECONDS)).toFixed(2)} %), ${res.slowMetGc} of them outstanding during a server GC`);
+        // the fleet's collections on the same clock (ms since the epoch)
+        const fleetGc = (await Promise.all(fleets.map((f) => f.call('gcLog')))).flat();
+        let metFleetGc = 0;
+        for (const [start, ms] of res.slow) {
+          const a = res.origin + res.t0 + start;
+          for (let i = 0; i < fleetGc.length; i += 2) {
+            if (fleetGc[i] < a + ms && fleetGc[i] + fleetGc[i + 1] > a) {
+              metFleetGc++;
+              break;
+            }
+          }
+        }
+        console.log(`slow (>= ${SLOW} ms): ${res.slow.length} (${(100 * res.slow.length / (res.rps * SECONDS)).toFixed(2)} %), ${res.slowMetGc} of them outstanding during a server GC, ${metFleetGc} during a fleet GC`);
         if (process.env.BENCH_SLOW_LIST === '1') console.log(`slow (>= ${SLOW} ms) by start time (ms since the server started): ` + [...groups].map(([at, g]) => `${at}: ${g.n} (max ${g.max})`).join(', '));
       }
       windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));

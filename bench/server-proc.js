@@ -103,7 +103,12 @@ async function heapSample({ ms, all = false, major = false, depth = 2, interval 
   await post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: all || major, includeObjectsCollectedByMinorGC: all });
   await new Promise((r) => setTimeout(r, ms));
   // major: a scavenge first, so objects that died young since the last one are not counted as still alive
-  if (major && global.gc) global.gc({ type: 'minor' });
+  if (major && global.gc) {
+    global.gc({ type: 'minor' });
+    global.gc({ type: 'minor' });
+    // the collected samples are dropped by weak callbacks, some of them run after the collection
+    await new Promise((r) => setTimeout(r, 50));
+  }
   const { profile } = await post('HeapProfiler.stopSampling');
   session.disconnect();
   const agg = new Map();
@@ -270,7 +275,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
   return {
     ok, failed, rps: ok / (durationMs / 1000), latency: summary(lat, nLat),
     cpuPct: (100 * (cpu.user + cpu.system)) / wallUs, sysPct: (100 * cpu.system) / wallUs,
-    windowHr: [hr0.toString(), process.hrtime.bigint().toString()], slow, slowMetGc, t0, gc,
+    windowHr: [hr0.toString(), process.hrtime.bigint().toString()], slow, slowMetGc, t0, origin: performance.timeOrigin, gc,
     inFlight: rate ? { mean: inFlightMean, max: inFlightMax } : undefined,
     loopDelay: { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 },
   };
