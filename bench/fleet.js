@@ -14,7 +14,7 @@
  *              ones, longest pause since the previous cpu call) and event-loop delay (p99, max since the previous cpu
  *              call): a fleet pause delays every device's answers at once
  *   stats      reads answered, datagram sizes seen
- *   gcLog      the garbage collections since the previous gcLog call, as [start (ms since the epoch), duration] pairs
+ *   gcLog      the garbage collections since the previous gcLog call, as start, end pairs (ms since the epoch)
  *   exit
  */
 const dgram = require('node:dgram');
@@ -34,12 +34,12 @@ const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 loopDelay.enable();
 
 const gc = { count: 0, ms: 0, major: 0, maxMs: 0 };
-/** The latest collections as [start (ms since the epoch), duration] pairs, for `gcLog` (at most GC_LOG of them). */
+/** The latest collections as start, end pairs (ms since the epoch), for `gcLog` (at most GC_LOG of them). */
 const GC_LOG = 20000;
 let gcLog = [];
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
-    if (gcLog.length < 2 * GC_LOG) gcLog.push(performance.timeOrigin + e.startTime, e.duration);
+    if (gcLog.length < 2 * GC_LOG) gcLog.push(performance.timeOrigin + e.startTime, performance.timeOrigin + e.startTime + e.duration);
     gc.count++;
     gc.ms += e.duration;
     if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;

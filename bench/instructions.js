@@ -9,10 +9,12 @@
  * 2): reads, reads/s under callgrind, instructions per read (the load generator's own share, inside the server
  * process, included: the same in both arms of an A/B). Needs valgrind (Debian: valgrind).
  */
-const { fork, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { spawnChild } = require('./lib/child');
+const { FLEET_ARGS } = require('./lib/node-args');
 
 const N = Number(process.argv[2] || 200);
 const SECONDS = Number(process.argv[3] || 15);
@@ -20,31 +22,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS || 2);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS || 30_000);
 const WINDOW = Number(process.env.BENCH_WINDOW || 8);
 const ROOT = process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..');
-
-function child(script, opts) {
-  const proc = fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...opts });
-  let seq = 0;
-  const waiting = new Map();
-  proc.on('message', (m) => {
-    const w = waiting.get(m.id);
-    if (!w) return;
-    waiting.delete(m.id);
-    if (m.error) w.reject(new Error(m.error));
-    else w.resolve(m.result);
-  });
-  proc.on('exit', () => {
-    for (const w of waiting.values()) w.reject(new Error(`${path.basename(script)} exited`));
-    waiting.clear();
-  });
-  return {
-    proc,
-    call: (cmd, args = {}) => new Promise((resolve, reject) => {
-      const id = ++seq;
-      waiting.set(id, { resolve, reject });
-      proc.send({ id, cmd, ...args });
-    }),
-  };
-}
 
 /** Total instructions in the newest callgrind dump of `pid` in `dir`. */
 function lastDumpTotal(dir, pid) {
@@ -66,8 +43,8 @@ async function main() {
   // fork() runs `execPath [execArgv] script`: a wrapper puts callgrind in front of node (the IPC channel is inherited)
   const wrapper = path.join(dir, 'node-under-callgrind.sh');
   fs.writeFileSync(wrapper, `#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=${dir}/cg.%p --smc-check=all-non-file --dump-instr=no -q "${process.execPath}" "$@"\n`, { mode: 0o755 });
-  const server = child(path.join(__dirname, 'server-proc.js'), { execPath: wrapper, execArgv: ['--expose-gc'], env: { ...process.env, BENCH_ROOT: ROOT } });
-  const fleet = child(path.join(__dirname, 'fleet.js'), { execArgv: ['--max-semi-space-size=2'] });
+  const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execPath: wrapper, execArgv: ['--expose-gc'], env: { BENCH_ROOT: ROOT }, name: 'server' });
+  const fleet = spawnChild(path.join(__dirname, 'fleet.js'), { execArgv: FLEET_ARGS, name: 'fleet' });
   try {
     const { port } = await server.call('start', { pskFrom: 0, pskCount: N, hsFrom: 1_000_000, hsCount: 1 });
     await fleet.call('register', { host: '127.0.0.1', port, bind: '127.0.0.1', from: 0, count: N, concurrency: 8 });

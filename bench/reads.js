@@ -14,6 +14,7 @@ const path = require('node:path');
 const { spawnChild } = require('./lib/child');
 const { analyseProfile } = require('./lib/profile');
 const { SERVER_ARGS, FLEET_ARGS } = require('./lib/node-args');
+const { countMet } = require('./lib/overlap');
 
 const N = Number(process.argv[2] || 1000);
 const SECONDS = Number(process.argv[3] || 4);
@@ -60,16 +61,7 @@ async function main() {
         }
         // the fleet's collections on the same clock (ms since the epoch)
         const fleetGc = (await Promise.all(fleets.map((f) => f.call('gcLog')))).flat();
-        let metFleetGc = 0;
-        for (const [start, ms] of res.slow) {
-          const a = res.origin + res.t0 + start;
-          for (let i = 0; i < fleetGc.length; i += 2) {
-            if (fleetGc[i] < a + ms && fleetGc[i] + fleetGc[i + 1] > a) {
-              metFleetGc++;
-              break;
-            }
-          }
-        }
+        const metFleetGc = countMet(res.slow, res.origin + res.t0, fleetGc);
         console.log(`slow (>= ${SLOW} ms): ${res.slow.length} (${(100 * res.slow.length / (res.rps * SECONDS)).toFixed(2)} %), ${res.slowMetGc} of them outstanding during a server GC, ${metFleetGc} during a fleet GC`);
         if (process.env.BENCH_SLOW_LIST === '1') console.log(`slow (>= ${SLOW} ms) by start time (ms since the server started): ` + [...groups].map(([at, g]) => `${at}: ${g.n} (max ${g.max})`).join(', '));
       }

@@ -29,6 +29,7 @@ const { PerformanceObserver, constants, monitorEventLoopDelay } = require('node:
 const path = require('node:path');
 const keys = require('./lib/keys');
 const { serveCommands } = require('./lib/child');
+const { countMet } = require('./lib/overlap');
 
 /** Where the built dist/ and nodes/ are: the repository, or BENCH_ROOT (another built copy of it). */
 const ROOT = process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..');
@@ -259,17 +260,7 @@ async function load({ from, count, window, durationMs, warmupMs = 1000, rate, sl
   gcObs.disconnect();
   loopDelay.disable();
   // a slow request "met" a collection of this process when one ran while it was outstanding
-  let slowMetGc = 0;
-  for (const [start, ms] of slow) {
-    const a = t0 + start;
-    const b = a + ms;
-    for (let i = 0; i < pauses.length; i += 2) {
-      if (pauses[i] < b && pauses[i + 1] > a) {
-        slowMetGc++;
-        break;
-      }
-    }
-  }
+  const slowMetGc = countMet(slow, t0, pauses);
   const cpu = process.cpuUsage(cpu0);
   const wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
   return {

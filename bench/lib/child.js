@@ -2,8 +2,9 @@
 /** Spawns a benchmark child process and calls commands on it over IPC (one promise per command). */
 const { fork } = require('node:child_process');
 
-function spawnChild(script, { execArgv = [], env = {}, name = script } = {}) {
-  const proc = fork(script, [], { execArgv, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** `execPath`: what runs the script instead of this Node (e.g. a wrapper that puts valgrind in front of it). */
+function spawnChild(script, { execArgv = [], env = {}, name = script, execPath = process.execPath } = {}) {
+  const proc = fork(script, [], { execPath, execArgv, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let seq = 0;
   const waiting = new Map();
   let exited = false;
