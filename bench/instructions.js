@@ -7,7 +7,9 @@
  * runs ~30 × slower under callgrind, so it is the bottleneck and the fleet stays idle most of the time; a 30 s warm-up
  * (BENCH_WARMUP_MS) lets V8 optimise the read path first. Prints one line per measuring window (BENCH_ROUNDS, default
  * 2): reads, reads/s under callgrind, instructions per read (the load generator's own share, inside the server
- * process, included: the same in both arms of an A/B). Needs valgrind (Debian: valgrind).
+ * process, included: the same in both arms of an A/B), and after the last round where the main thread's go among
+ * Node's native parts of a read (callgrind_annotate). BENCH_KEEP=1 keeps the callgrind dumps (their folder is printed)
+ * for `callgrind_annotate`. Needs valgrind (Debian: valgrind).
  */
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -23,13 +25,53 @@ const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS || 30_000);
 const WINDOW = Number(process.env.BENCH_WINDOW || 8);
 const ROOT = process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..');
 
-/** Total instructions in the newest callgrind dump of `pid` in `dir`. */
-function lastDumpTotal(dir, pid) {
-  const dumps = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`))
-    .sort((a, b) => Number(a.split('.')[2]) - Number(b.split('.')[2]));
-  const text = fs.readFileSync(path.join(dir, dumps[dumps.length - 1]), 'utf8');
-  const line = text.split('\n').find((l) => l.startsWith('summary:') || l.startsWith('totals:'));
-  return Number(line.split(/\s+/)[1]);
+/**
+ * Instructions in the newest callgrind dump of `pid` in `dir` (one file per thread: --separate-threads): `main`, the
+ * main thread's (JavaScript, and the garbage collector's work on it), and `all`, every thread's (V8's helper threads
+ * too, which mark and sweep concurrently: the noisier part).
+ */
+function lastDumpTotals(dir, pid) {
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`));
+  const part = (f) => Number(f.split('.')[2].split('-')[0]);
+  const last = Math.max(...files.map(part));
+  let main = 0;
+  let all = 0;
+  for (const f of files.filter((x) => part(x) === last)) {
+    const text = fs.readFileSync(path.join(dir, f), 'utf8');
+    const line = text.split('\n').find((l) => l.startsWith('summary:') || l.startsWith('totals:'));
+    const n = Number(line.split(/\s+/)[1]);
+    all += n;
+    if (f.endsWith('-01')) main = n;
+  }
+  return { main, all };
+}
+
+/**
+ * Where the main thread's instructions go, inclusive, per read: Node's native parts that every read goes through
+ * (the C++ behind a JavaScript call, found by their symbols in the dump of the last round), via callgrind_annotate.
+ */
+const PARTS = [
+  ['node::crypto::CipherBase::Update(v8::FunctionCallbackInfo', 'Cipher.update calls (the C++ behind them, AES included)'],
+  ['EVP_CipherUpdate', '  of which OpenSSL AES itself'],
+  ['v8::ArrayBuffer::NewBackingStore(v8::Isolate*, unsigned long)', '  of which the output buffer\'s memory'],
+  ['node::AddressToJS', 'sender address object of each received datagram'],
+  ['node::UDPWrap::OnAlloc', 'receive buffer of each datagram'],
+  ['node::UDPWrap::DoSend', 'dgram send (user space; the kernel is not counted)'],
+  ['v8::internal::Heap::CollectGarbage', 'garbage collection on the main thread'],
+  ['node::InternalCallbackScope::Close', 'JavaScript run after each I/O callback (promise jobs)'],
+  ['node::UDPWrap::OnRecv(uv_udp_s*', 'everything a received datagram sets off (JavaScript included)'],
+];
+
+function breakdown(dir, pid, reads) {
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`) && f.endsWith('-01'));
+  const last = files.sort((a, b) => Number(a.split('.')[2].split('-')[0]) - Number(b.split('.')[2].split('-')[0])).pop();
+  const text = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', path.join(dir, last)], { maxBuffer: 256 << 20 }).toString();
+  const lines = text.split('\n');
+  for (const [symbol, what] of PARTS) {
+    const line = lines.find((l) => l.includes(symbol));
+    const n = line ? Number(line.trim().split(/\s+/)[0].replace(/,/g, '')) : NaN;
+    console.log(`  ${String(Number.isFinite(n) ? Math.round(n / reads) : '-').padStart(7)}  ${what}`);
+  }
 }
 
 async function main() {
@@ -42,7 +84,7 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-instr-'));
   // fork() runs `execPath [execArgv] script`: a wrapper puts callgrind in front of node (the IPC channel is inherited)
   const wrapper = path.join(dir, 'node-under-callgrind.sh');
-  fs.writeFileSync(wrapper, `#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=${dir}/cg.%p --smc-check=all-non-file --dump-instr=no -q "${process.execPath}" "$@"\n`, { mode: 0o755 });
+  fs.writeFileSync(wrapper, `#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=${dir}/cg.%p --smc-check=all-non-file --dump-instr=no --separate-threads=yes -q "${process.execPath}" "$@"\n`, { mode: 0o755 });
   const server = spawnChild(path.join(__dirname, 'server-proc.js'), { execPath: wrapper, execArgv: ['--expose-gc'], env: { BENCH_ROOT: ROOT }, name: 'server' });
   const fleet = spawnChild(path.join(__dirname, 'fleet.js'), { execArgv: FLEET_ARGS, name: 'fleet' });
   try {
@@ -55,13 +97,18 @@ async function main() {
       execFileSync('callgrind_control', ['--dump', String(server.proc.pid)], { stdio: 'ignore' });
       await new Promise((resolve) => setTimeout(resolve, 500));
       const reads = res.rps * SECONDS;
-      const perRead = lastDumpTotal(dir, server.proc.pid) / reads;
-      console.log(`round ${r + 1}: ${Math.round(reads)} reads (${Math.round(res.rps)}/s under callgrind), ${Math.round(perRead)} instructions per read`);
+      const t = lastDumpTotals(dir, server.proc.pid);
+      console.log(`round ${r + 1}: ${Math.round(reads)} reads (${Math.round(res.rps)}/s under callgrind), ${Math.round(t.all / reads)} instructions per read (main thread ${Math.round(t.main / reads)})`);
+      if (r === ROUNDS - 1) {
+        console.log('main thread, instructions per read, inclusive (last round):');
+        breakdown(dir, server.proc.pid, reads);
+      }
     }
   } finally {
     server.proc.kill('SIGKILL');
     fleet.proc.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP === '1') console.log(`callgrind dumps kept in ${dir}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -145,6 +145,32 @@ describe('DtlsServer hardening', function () {
     (await c.roundTrip('after c')).should.equal('after c');
     h.server.stats.handshakes.should.equal(3);
   });
+
+  it('a datagram of one record with trailing bytes, or of two records: each whole record delivered, the rest dropped', async () => {
+    const h = await harness();
+    const c = new CidClient({ port: h.port, identity: IDENTITY, key: KEY, offerCid: false });
+    cids.push(c);
+    await c.connect();
+    (await c.roundTrip('first')).should.equal('first');
+    const dropped = h.server.stats.recordsDropped;
+    const sendRaw = (d: Buffer): void => {
+      c.socket.send(d, h.port, '127.0.0.1');
+    };
+    // a whole record, then five bytes that are not one (shorter than a record header)
+    sendRaw(Buffer.concat([c.record(23, Buffer.from('one')), Buffer.from([23, 0xfe, 0xfd, 0, 1])]));
+    (await waitFor(() => c.inbox.length >= 2, 2000)).should.be.true('the whole record before the trailing bytes');
+    h.server.stats.recordsDropped.should.equal(dropped + 1);
+    // two records in one datagram: both delivered, in order
+    sendRaw(Buffer.concat([c.record(23, Buffer.from('two')), c.record(23, Buffer.from('three'))]));
+    (await waitFor(() => c.inbox.length >= 4, 2000)).should.be.true('both records of one datagram');
+    c.inbox.map((b) => b.toString()).should.eql(['first', 'one', 'two', 'three']);
+    h.server.stats.recordsDropped.should.equal(dropped + 1);
+    // a record whose length runs past the datagram is dropped whole, the session stays up
+    const cut = c.record(23, Buffer.from('four'));
+    sendRaw(cut.subarray(0, cut.length - 1));
+    (await waitFor(() => h.server.stats.recordsDropped === dropped + 2, 2000)).should.be.true('the cut record counted');
+    (await c.roundTrip('five')).should.equal('five');
+  });
 });
 
 describe('DtlsServer through a lossy relay (20% loss both ways)', function () {

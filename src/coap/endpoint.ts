@@ -822,6 +822,7 @@ export class CoapEndpoint {
     }
 
     return new Promise<CoapMessage>((resolve, reject) => {
+      const startedAt = this.now();
       const ex: Exchange = {
         state,
         token,
@@ -830,7 +831,7 @@ export class CoapEndpoint {
         bytes,
         confirmable,
         label: spec.label,
-        startedAt: this.now(),
+        startedAt,
         transmissions: 0,
         timeoutMs: 0,
         awaitingAck: confirmable,
@@ -855,7 +856,7 @@ export class CoapEndpoint {
       };
       state.byToken.set(ex.tokenKey, ex);
       state.byMessageId.set(messageId, ex);
-      state.keepUntil = this.now() + this.exchangeLifetimeMs;
+      state.keepUntil = startedAt + this.exchangeLifetimeMs;
       this.stats.requestsSent++;
       this.transmit(ex);
       // One timer per exchange: a deadline after the first retransmission waits (deadlineAt) and is armed by the

@@ -495,7 +495,8 @@ export function decodeMessage(datagram: Buffer): CoapMessage {
     number += delta;
     if (number > 65535) throw new CoapFormatError('option number above 65535');
     if (i + length > len) throw new CoapFormatError('truncated option value');
-    const value = datagram.subarray(i, i + length);
+    // an empty value (e.g. Content-Format 0, Observe 0, If-None-Match) shares one empty buffer
+    const value = length === 0 ? NO_BYTES : datagram.subarray(i, i + length);
     i += length;
     options.push({ name: number < 64 ? SMALL_OPTION_NAMES[number] : optionName(number), value });
     switch (number) {

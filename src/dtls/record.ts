@@ -50,36 +50,47 @@ export function parseDatagram(data: Buffer, cidLength = 0): ParsedDatagram {
   const records: DtlsRecord[] = [];
   let malformed = 0;
   let off = 0;
-  const total = data.length;
-  // header fields read byte by byte: Buffer's read methods are looked up on a prototype per call
-  while (off < total) {
-    if (total - off < RECORD_HEADER_LENGTH) {
+  while (off < data.length) {
+    const rec = recordAt(data, off, cidLength);
+    if (!rec) {
       malformed++;
       break;
     }
-    const type = data[off];
-    const isCid = type === ContentType.tls12_cid && cidLength > 0;
-    const version = (data[off + 1] << 8) | data[off + 2];
-    const epoch = (data[off + 3] << 8) | data[off + 4];
-    const seq = readSeq(data, off + 5);
-    const cidLen = isCid ? cidLength : 0;
-    if (total - off < RECORD_HEADER_LENGTH + cidLen) {
-      malformed++;
-      break;
-    }
-    const length = (data[off + 11 + cidLen] << 8) | data[off + 12 + cidLen];
-    const start = off + RECORD_HEADER_LENGTH + cidLen;
-    if ((!knownType(type) && !isCid) || (version !== DTLS_1_2 && version !== DTLS_1_0) || length > MAX_CIPHERTEXT ||
-        start + length > total) {
-      malformed++;
-      break;
-    }
-    const rec: DtlsRecord = { type, version, epoch, seq, fragment: data.subarray(start, start + length) };
-    if (isCid) rec.cid = data.subarray(off + 11, off + 11 + cidLen);
     records.push(rec);
-    off = start + length;
+    off = recordEnd(data, rec);
   }
   return { records, malformed };
+}
+
+/**
+ * The record whose header starts at `off` in `data` (see parseDatagram), or undefined when the header is malformed,
+ * cut short, or its length runs past the datagram.
+ */
+export function recordAt(data: Buffer, off: number, cidLength: number): DtlsRecord | undefined {
+  const total = data.length;
+  // header fields read byte by byte: Buffer's read methods are looked up on a prototype per call
+  if (total - off < RECORD_HEADER_LENGTH) return undefined;
+  const type = data[off];
+  const isCid = type === ContentType.tls12_cid && cidLength > 0;
+  const version = (data[off + 1] << 8) | data[off + 2];
+  const cidLen = isCid ? cidLength : 0;
+  if (total - off < RECORD_HEADER_LENGTH + cidLen) return undefined;
+  const length = (data[off + 11 + cidLen] << 8) | data[off + 12 + cidLen];
+  const start = off + RECORD_HEADER_LENGTH + cidLen;
+  if ((!knownType(type) && !isCid) || (version !== DTLS_1_2 && version !== DTLS_1_0) || length > MAX_CIPHERTEXT ||
+      start + length > total) {
+    return undefined;
+  }
+  // every field in the literal: one object shape for records with and without a connection ID
+  return {
+    type, version, epoch: (data[off + 3] << 8) | data[off + 4], seq: readSeq(data, off + 5),
+    cid: isCid ? data.subarray(off + 11, off + 11 + cidLen) : undefined, fragment: data.subarray(start, start + length),
+  };
+}
+
+/** Where the record `rec` (framed by recordAt from `data`) ends in `data`. */
+export function recordEnd(data: Buffer, rec: DtlsRecord): number {
+  return rec.fragment.byteOffset - data.byteOffset + rec.fragment.length;
 }
 
 /** The 48-bit big-endian sequence number at `offset`. */

@@ -11,7 +11,7 @@ import {
   DecodeError, type HandshakeFragment, HandshakeType, decodeClientHello, encodeHandshake, encodeHelloVerifyRequest,
   isComplete, MessageAssembler, parseHandshakeFragments,
 } from './handshake';
-import { ContentType, DTLS_1_0, type DtlsRecord, encodeRecord, parseDatagram } from './record';
+import { ContentType, DTLS_1_0, type DtlsRecord, encodeRecord, parseDatagram, recordAt, recordEnd } from './record';
 import {
   type HandshakeCallbacks, type HandshakeFailure, type HandshakeOptions, type HandshakeResult, ServerHandshake,
 } from './server-handshake';
@@ -239,6 +239,12 @@ export class DtlsServer extends EventEmitter {
         return;
       }
       const { address, port } = rinfo;
+      // the common case, a datagram holding one record that is not a ClientHello, goes without the list
+      const only = recordAt(data, 0, this.cidLength);
+      if (only && recordEnd(data, only) === data.length && (only.epoch !== 0 || only.type !== ContentType.handshake)) {
+        this.routeRecord(only, address, port);
+        return;
+      }
       const { records, malformed } = parseDatagram(data, this.cidLength);
       if (malformed > 0 || records.length === 0) this.transport.dropped(address, port, 'malformed record framing');
       for (let i = 0; i < records.length; i++) {
