@@ -101,6 +101,9 @@ describe('AES-128-CCM over long-lived AES contexts (CcmContext)', () => {
     for (let s = 0; s < 12; s++) seqs.push([2, s]);
     seqs.push([2, 5], [2, 3], [2, 30], [2, 31], [2, 29], [2, 40]);
     for (let s = 2 ** 48 - 5; s < 2 ** 48; s++) seqs.push([2, s]);
+    // a batch across a carry into the sequence number's top 16 bits, with every byte of the epoch and IV in play
+    for (let s = 2 ** 32 - 4; s < 2 ** 32 + 6; s++) seqs.push([0xa5c3, s]);
+    for (let s = 2 ** 40 + 0xfffffd; s < 2 ** 40 + 0x1000003; s++) seqs.push([0x5a3c, s]);
     for (const [i, [epoch, seq]] of seqs.entries()) {
       const len = i % 7 === 0 ? 65 + rnd(200) : rnd(65);
       const nonce = nonceOf(epoch, seq);

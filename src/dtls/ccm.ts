@@ -272,18 +272,28 @@ export class CcmScratch {
 /** MAC inputs up to this many blocks (a record of ~1 KB) come from the shared scratch; longer ones are made per record. */
 const MAX_SHARED_MAC_BLOCKS = 66;
 
-/** Writes the counter blocks of `count` records from sequence number `seq` on (`blocks` each) into `a`. */
+/**
+ * Writes the counter blocks of `count` records from sequence number `seq` on (`blocks` each) into `a`: per block
+ * flags (L - 1 = 2) ‖ fixed IV ‖ epoch ‖ sequence number ‖ 24-bit block counter, as four big-endian 32-bit words.
+ */
 function counterBlocks(a: Buffer, nonce: Buffer, seq: number, count: number, blocks: number): void {
+  const v = new DataView(a.buffer, a.byteOffset, a.length);
+  const iv = ivOf(nonce);
+  const w0 = (2 << 24) | (iv >>> 8);
+  const ivLow = (iv & 0xff) << 24;
   const epoch = epochOf(nonce);
   for (let r = 0, o = 0; r < count; r++) {
+    const s = seq + r;
+    const hi = Math.floor(s / 0x100000000); // the top 16 of the 48 bits
+    const lo = s >>> 0;
+    const w1 = ivLow | (epoch << 8) | (hi >>> 8);
+    const w2 = ((hi & 0xff) << 24) | (lo >>> 8);
+    const w3 = (lo & 0xff) << 24;
     for (let i = 0; i < blocks; i++, o += BLOCK) {
-      a[o] = 2; // L - 1
-      // the nonce: fixed IV, then epoch and this record's sequence number
-      for (let j = 0; j < SEQ_AT - 2; j++) a[o + 1 + j] = nonce[j];
-      writeSeq(a, o + SEQ_AT - 1, epoch, seq + r);
-      a[o + 13] = i >>> 16;
-      a[o + 14] = (i >>> 8) & 0xff;
-      a[o + 15] = i & 0xff;
+      v.setInt32(o, w0);
+      v.setInt32(o + 4, w1);
+      v.setInt32(o + 8, w2);
+      v.setInt32(o + 12, w3 | i);
     }
   }
 }
