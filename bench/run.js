@@ -278,6 +278,7 @@ async function mainServer() {
       results.latencyMaxMs = r.latency.max;
       results.latencyGc = r.gc;
       results.latencyLoopDelayMaxMs = r.loopDelay.maxMs;
+      results.latencyInFlight = r.inFlight;
     });
     // the same rate as the latency phase, raw: what this machine's loopback and scheduling give without DTLS/CoAP
     if (results.latencyRate) {
@@ -407,6 +408,7 @@ async function defaultsLatency() {
     results.defaultsLatencyMaxMs = r.latency.max;
     results.defaultsLatencyGc = r.gc;
     results.defaultsLatencyLoopDelayMaxMs = r.loopDelay.maxMs;
+    results.defaultsLatencyInFlight = r.inFlight;
   } finally {
     await exitAll([server, ...fleets]);
   }
@@ -458,6 +460,8 @@ async function bigFleet() {
 }
 
 /** A latency phase's garbage collections in the server (see server-proc's load) and its longest event-loop delay. */
+/** Requests outstanding in an open-loop phase (mean, maximum): at the load generator's cap, the server fell behind. */
+const inFlightText = (f) => (f ? `, in flight ${fmt(f.mean, 1)} (max ${fmt(f.max)})` : '');
 const gcText = (gc, loopMaxMs) => (gc ? `; server GCs ${gc.minor} scavenges ${fmt(gc.minorMs, 0)} ms, ${gc.major} full ${fmt(gc.majorMs, 0)} ms, longest pause ${fmt(gc.maxMs, 1)} ms; event loop late by up to ${fmt(loopMaxMs, 1)} ms` : '');
 const fmt = (v, d = 0) => (typeof v === 'number' && Number.isFinite(v) ? v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
 
@@ -472,8 +476,8 @@ function table(profile) {
     [`registrations/s (${fmt(CFG.devices)} devices)`, fmt(r.registrationsPerSec), `handshake + Register, ${CFG.fleetProcs} x ${CFG.regConcurrency} in flight; server ${fmt(r.registrationServerUsPerOp, 1)} us/registration, fleet CPU ${fmt(r.registrationFleetCpuPct)} %`],
     [`RSS bytes per device at ${fmt(r.devices10k)}`, fmt(r.bytesPerSession10k), `after ${fmt((r.idleMs10k || 0) / 1000, 0)} s idle (${fmt(r.bytesPerSession10kBusy)} right after registering); heap ${fmt(r.heapPerSession10k)} B/device; ${CFG.heap ? 'PSK table not included, its share' : 'PSK store share included'} ${fmt(r.pskStoreBytesPerDevice10k)} B`],
     [`RSS bytes per device at ${fmt(r.devices100k)}`, fmt(r.bytesPerSession100k), `registered ${fmt((r.steadyMs100k || 0) / 1000, 0)} s, ${QUICK ? 'CoAP exchange state not yet expired (quick run)' : 'CoAP exchange state expired'} (${fmt(r.bytesPerSession100kBusy)} right after registering, ${fmt(r.bytesPerSession100kIdle)} after ${fmt((r.idleMs100k || 0) / 1000, 0)} s idle); heap ${fmt(r.heapPerSession100k)} B/device (${fmt(r.heapPerSession100kIdle)} at ${fmt((r.idleMs100k || 0) / 1000, 0)} s); PSK store share ${fmt(r.pskStoreBytesPerDevice100k)} B; server RSS ${fmt((r.serverRss100k || 0) / 2 ** 20)} MiB; ${fmt(r.registrationsPerSecBig)} reg/s`],
-    ['latency p50 / p99 ms at half max rate', `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`, `offered ${fmt(r.latencyRate)}/s, achieved ${fmt(r.latencyAchievedRps)}/s, max ${fmt(r.latencyMaxMs, 1)} ms${gcText(r.latencyGc, r.latencyLoopDelayMaxMs)}; fleet: longest GC pause ${fmt(r.latencyFleetGcMaxMs, 1)} ms, event loop late by up to ${fmt(r.latencyFleetLoopDelayMaxMs, 1)} ms`],
-    ['latency p50 / p99 ms, Node defaults', `${fmt(r.defaultsP50Ms, 2)} / ${fmt(r.defaultsP99Ms, 2)}`, `the same on a server with Node's default options (not ${SERVER_ARGS.join(' ') || '-'}): offered ${fmt(r.defaultsLatencyRate)}/s, achieved ${fmt(r.defaultsLatencyAchievedRps)}/s, max ${fmt(r.defaultsLatencyMaxMs, 1)} ms; its pooled reads ${fmt(r.defaultsPooledReadRps)}/s${gcText(r.defaultsLatencyGc, r.defaultsLatencyLoopDelayMaxMs)}`],
+    ['latency p50 / p99 ms at half max rate', `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`, `offered ${fmt(r.latencyRate)}/s, achieved ${fmt(r.latencyAchievedRps)}/s, max ${fmt(r.latencyMaxMs, 1)} ms${inFlightText(r.latencyInFlight)}${gcText(r.latencyGc, r.latencyLoopDelayMaxMs)}; fleet: longest GC pause ${fmt(r.latencyFleetGcMaxMs, 1)} ms, event loop late by up to ${fmt(r.latencyFleetLoopDelayMaxMs, 1)} ms`],
+    ['latency p50 / p99 ms, Node defaults', `${fmt(r.defaultsP50Ms, 2)} / ${fmt(r.defaultsP99Ms, 2)}`, `the same on a server with Node's default options (not ${SERVER_ARGS.join(' ') || '-'}): offered ${fmt(r.defaultsLatencyRate)}/s, achieved ${fmt(r.defaultsLatencyAchievedRps)}/s, max ${fmt(r.defaultsLatencyMaxMs, 1)} ms${inFlightText(r.defaultsLatencyInFlight)}; its pooled reads ${fmt(r.defaultsPooledReadRps)}/s${gcText(r.defaultsLatencyGc, r.defaultsLatencyLoopDelayMaxMs)}`],
     ['raw UDP echo p50 / p99 ms, same rate', `${fmt(r.udpEchoP50Ms, 2)} / ${fmt(r.udpEchoP99Ms, 2)}`, `the latency floor: one echo process, open loop at ${fmt(r.latencyRate)}/s, max ${fmt(r.udpEchoMaxMs, 1)} ms${r.udpEchoLatencyLost ? `, ${fmt(r.udpEchoLatencyLost)} lost` : ''}`],
     ['Node-RED pooled Read round trips/s', fmt(r.nodeRedPooledReadRps), `lwm2m-request node in a flow, ${fmt(r.nodeRedDevices)} devices, window ${CFG.window}; Node-RED process CPU ${fmt(r.nodeRedServerCpuPct)} % (${fmt(r.nodeRedServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.nodeRedFleetCpuPct)} %`],
   ];
