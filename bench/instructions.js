@@ -25,19 +25,23 @@ const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS || 30_000);
 const WINDOW = Number(process.env.BENCH_WINDOW || 8);
 const ROOT = process.env.BENCH_ROOT ? path.resolve(process.env.BENCH_ROOT) : path.join(__dirname, '..');
 
-/**
- * Instructions in the newest callgrind dump of `pid` in `dir` (one file per thread: --separate-threads): `main`, the
- * main thread's (JavaScript, and the garbage collector's work on it), and `all`, every thread's (V8's helper threads
- * too, which mark and sweep concurrently: the noisier part).
- */
-function lastDumpTotals(dir, pid) {
+/** The files of the newest callgrind dump of `pid` in `dir` (one per thread: --separate-threads, the main one `-01`). */
+function lastDump(dir, pid) {
   const files = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`));
   const part = (f) => Number(f.split('.')[2].split('-')[0]);
   const last = Math.max(...files.map(part));
+  return files.filter((f) => part(f) === last).map((f) => path.join(dir, f));
+}
+
+/**
+ * Instructions in the newest dump: `main`, the main thread's (JavaScript, and the garbage collector's work on it),
+ * and `all`, every thread's (V8's helper threads too, which mark and sweep concurrently: the noisier part).
+ */
+function lastDumpTotals(dir, pid) {
   let main = 0;
   let all = 0;
-  for (const f of files.filter((x) => part(x) === last)) {
-    const text = fs.readFileSync(path.join(dir, f), 'utf8');
+  for (const f of lastDump(dir, pid)) {
+    const text = fs.readFileSync(f, 'utf8');
     const line = text.split('\n').find((l) => l.startsWith('summary:') || l.startsWith('totals:'));
     const n = Number(line.split(/\s+/)[1]);
     all += n;
@@ -63,9 +67,8 @@ const PARTS = [
 ];
 
 function breakdown(dir, pid, reads) {
-  const files = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`) && f.endsWith('-01'));
-  const last = files.sort((a, b) => Number(a.split('.')[2].split('-')[0]) - Number(b.split('.')[2].split('-')[0])).pop();
-  const text = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', path.join(dir, last)], { maxBuffer: 256 << 20 }).toString();
+  const main = lastDump(dir, pid).find((f) => f.endsWith('-01'));
+  const text = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', main], { maxBuffer: 256 << 20 }).toString();
   const lines = text.split('\n');
   for (const [symbol, what] of PARTS) {
     const line = lines.find((l) => l.includes(symbol));
