@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';

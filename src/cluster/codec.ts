@@ -5,6 +5,9 @@
  * a plain object that itself has a `$t` key is wrapped as `{ "$t": "obj", "v": { … } }` so it is never mistaken
  * for a tag. `undefined` object members are left out (as JSON does); functions are dropped.
  */
+
+import { Buffer } from 'node:buffer';
+
 type Tagged = { $t: 'buf'; v: string } | { $t: 'date'; v: number } | { $t: 'big'; v: string } | { $t: 'obj'; v: Record<string, unknown> };
 
 function toPlain(value: unknown, depth: number): unknown {

@@ -11,6 +11,7 @@
  * reassembles a Block2 response (and Block2 notifications) into one message; incoming Block1 requests reach
  * `onRequest` once with the whole body, and a response larger than the block size is served in Block2 blocks.
  */
+import { Buffer } from 'node:buffer';
 import { randomBytes, randomFillSync } from 'crypto';
 import { SmallMap } from './small-map';
 import { type TimerEntry, TimerLists } from './timer-lists';

@@ -6,6 +6,7 @@
  * payload marker without payload) and keeps views into the datagram; encoding writes into a buffer of the exact size.
  * The tests compare both with coap-packet (its parse and generate) on random messages.
  */
+import { Buffer } from 'node:buffer';
 import { CoapFormatError } from './errors';
 
 export type CoapMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' | 'PATCH' | 'iPATCH';

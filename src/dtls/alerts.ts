@@ -1,4 +1,7 @@
 /** Alert protocol (RFC 5246 §7.2, RFC 4279 §6, RFC 5746). */
+
+import { Buffer } from 'node:buffer';
+
 export const AlertLevel = { warning: 1, fatal: 2 } as const;
 
 export const AlertDescription = {

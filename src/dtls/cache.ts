@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { CipherSuiteName } from './suites';
 
 export type AuthType = 'psk' | 'rpk' | 'x509';

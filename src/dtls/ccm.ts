@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { type Cipher, createCipheriv } from 'node:crypto';
 import { readSeq, writeSeq } from './record';
 

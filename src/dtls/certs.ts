@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { type KeyObject, X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { DecodeError } from './handshake';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ClientHello } from './handshake';
 import { HmacSha256 } from './prf';

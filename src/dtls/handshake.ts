@@ -1,5 +1,7 @@
 /** DTLS 1.2 handshake messages (RFC 6347 §4.2.2, §4.3.2; RFC 5246 §7.4; RFC 4279 §2). */
 
+import { Buffer } from 'node:buffer';
+
 export const HandshakeType = {
   hello_request: 0,
   client_hello: 1,

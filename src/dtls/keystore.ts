@@ -4,6 +4,9 @@
  * A slot is zeroed when it is released and before it is handed out again; the chunks are dropped by clear().
  * The store only grows to the peak number of live key blocks (at most maxSessions of them).
  */
+
+import { Buffer } from 'node:buffer';
+
 const CHUNK_SIZE = 16 * 1024;
 
 export class KeyStore {

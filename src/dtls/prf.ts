@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as crypto from 'node:crypto';
 
 type OneShotHash = (algorithm: string, data: Buffer, outputEncoding: 'buffer') => Buffer;

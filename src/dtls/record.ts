@@ -1,5 +1,7 @@
 /** DTLS 1.2 record layer framing (RFC 6347 §4.1). */
 
+import { Buffer } from 'node:buffer';
+
 export const ContentType = {
   change_cipher_spec: 20,
   alert: 21,

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { type ECDH, type KeyObject, createECDH, createHash, type Hash, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto';
 import type { X509Certificate } from 'node:crypto';
 import { AlertDescription, AlertLevel, type AlertName, alertName, encodeAlert } from './alerts';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { RandomBlock } from './random-block';
 import { EventEmitter } from 'node:events';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { flatString } from '../flat-string';
 import { type Channel, tracing } from '../channel';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { CcmContext, type CipherContexts, type ContextHolder } from './ccm';
 import { prf } from './prf';

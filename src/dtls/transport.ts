@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { LogFn } from '../channel';
 import { ContentType, DTLS_1_2, type DtlsRecord, MAX_SEQUENCE, decodeInnerPlaintext, encodeInnerPlaintext, encodeRecord } from './record';
 import type { RecordCipher } from './suites';

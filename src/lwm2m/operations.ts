@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { CoapMessage, CoapRequestInit } from '../coap';
 import {
   ContentFormat, decodeContent, encodeCompositePaths, encodeContent, formatByName, formatName, parseLinkFormat, parseTextValue, unwrapSingle,

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { Channel, LogFn } from '../channel';
 import type { CoapMessage, CoapResponseInit } from '../coap';
 import { parseLinkFormat } from './content';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { type KeyObject, createPublicKey } from 'node:crypto';
 import { type CertificateOptions, loadServerCredentials, loadTrustedCAs } from '../dtls/certs';
 

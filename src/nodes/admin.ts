@@ -14,6 +14,7 @@
  * Registry changes are also published on the editor's comms channel as `lwm2m/devices/<serverId>`, so an open
  * sidebar refreshes at once.
  */
+import { Buffer } from 'node:buffer';
 import type { NodeAPI } from 'node-red';
 import type { Request, Response, RequestHandler } from 'express';
 import { ObjectModel, type ObjectDef } from '../lwm2m/model';

@@ -15,6 +15,7 @@
  * truncated, altered, written under another secret or not a state file is reported and renamed to
  * `<file>.corrupt-<timestamp>`; load() then answers undefined.
  */
+import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
 import type { Channel } from '../channel';

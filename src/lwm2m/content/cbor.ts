@@ -19,6 +19,7 @@
  * | Time              | integer, seconds since 1970                  | integer, float, or tag 1 / tag 0 date       |
  * | Objlnk            | text string `"3:0"`                          | text string                                 |
  */
+import { Buffer } from 'node:buffer';
 import type * as CborX from 'cbor-x';
 import { Lwm2mPath, pathLevel, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';

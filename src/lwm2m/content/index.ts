@@ -5,6 +5,7 @@
  * SenML CBOR (112), OMA-TLV (11542), LwM2M JSON (11543, the 1.0 JSON format) and LwM2M CBOR (11544, 1.2);
  * link-format (40) is decoded only (servers do not send it).
  */
+import { Buffer } from 'node:buffer';
 import { Lwm2mPath, Lwm2mPathError, pathLevel, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
 import { Lwm2mContentError } from './errors';

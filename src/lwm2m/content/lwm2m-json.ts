@@ -9,6 +9,7 @@
  * Unsigned Integer, Float and Time in seconds), `sv` (String, Corelnk, and Opaque as base64), `bv` (Boolean) and
  * `ov` (Objlnk); times are base time `bt` + `t`. Written with `bn` = the Object Instance (or Object) path.
  */
+import { Buffer } from 'node:buffer';
 import { Lwm2mPath, pathLevel, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
 import { Lwm2mContentError } from './errors';

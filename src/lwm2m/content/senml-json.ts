@@ -2,6 +2,7 @@
  * SenML JSON (RFC 8428, Content-Format 110) as profiled by LwM2M 1.1 (Core TS §7.4.4): the JSON syntax around the
  * shared SenML handling in `senml.ts`. Opaque values (`vd`) are base64url without padding.
  */
+import { Buffer } from 'node:buffer';
 import { Lwm2mPath, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
 import { Lwm2mContentError } from './errors';

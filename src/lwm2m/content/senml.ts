@@ -11,6 +11,7 @@
  * link, `vd` → Buffer); when it does not match, or the Resource is unknown, the value is kept as sent (the SenML
  * kind says what it is, so nothing is lost).
  */
+import { Buffer } from 'node:buffer';
 import { Lwm2mPath, parsePath, pathLevel, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
 import { ResourceType } from '../model/types';

@@ -6,6 +6,7 @@
  * since 1970) in decimal; Float in decimal or exponent notation; Boolean `1`/`0` (`true`/`false` also read);
  * Objlnk `objectId:instanceId`; Opaque base64. A Resource unknown to the model is read as a string.
  */
+import { Buffer } from 'node:buffer';
 import { Lwm2mPath, pathLevel, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
 import { ResourceType } from '../model/types';

@@ -10,6 +10,7 @@
  * raw value octets): TLV does not say what the octets are, and guessing (text? integer?) would silently
  * give wrong values; load the Object's DDF to get typed values.
  */
+import { Buffer } from 'node:buffer';
 import { Lwm2mPath, pathLevel, pathToString } from '../path';
 import { ObjectModel } from '../model/object-model';
 import { ResourceType } from '../model/types';

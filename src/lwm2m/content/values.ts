@@ -12,6 +12,7 @@
  * | Time              | Date                                      | Date, seconds since 1970 (number/bigint/string), ISO 8601 string |
  * | Objlnk            | { objectId, instanceId }                  | same, or 'objectId:instanceId'                    |
  */
+import { Buffer } from 'node:buffer';
 import { ResourceType } from '../model/types';
 import { Lwm2mContentError } from './errors';
 

@@ -12,6 +12,7 @@
  *   without instance (`{"1": 42}`: the device picks the instance); not both.
  * - Root `/` (composite): an object keyed by full paths.
  */
+import { Buffer } from 'node:buffer';
 import { Lwm2mPath, parsePath, pathIds, pathLevel, pathStartsWith, pathToString, Lwm2mPathError } from '../path';
 import { Lwm2mContentError } from './errors';
 import { describeValue, isObjlnk } from './values';
