@@ -5,6 +5,8 @@ import { readSeq, writeSeq } from './record';
 const BLOCK = 16;
 /** DTLS 1.2 AEAD nonces are 12 bytes (RFC 6655 §3), so CCM's length field is L = 15 - 12 = 3 bytes. */
 const NONCE = 12;
+/** Length of a DTLS 1.2 record's additional data without a connection ID (RFC 6347 §4.1.2.1, RFC 5246 §6.2.3.3). */
+const DTLS_AAD = 13;
 const ZERO_IV = Buffer.alloc(BLOCK);
 const NO_BYTES = Buffer.alloc(0);
 /** Where the nonce's 48-bit DTLS sequence number starts (after the 4-byte IV and the 2-byte epoch). */
@@ -28,8 +30,12 @@ const BATCH_BLOCKS = 5;
 export class CcmContext {
   private readonly cbc: Cipher;
   private readonly ecb: Cipher;
-  /** The CBC context's current chaining value (its last output block). */
-  private readonly chain = Buffer.alloc(BLOCK);
+  /**
+   * The CBC context's chaining value: its last output block, read where AES put it (`chainIn` at `chainAt`: the last
+   * block of the previous MAC's output, or zeroes at first) rather than copied out.
+   */
+  private chainIn: Buffer = Buffer.alloc(BLOCK);
+  private chainAt = 0;
   /** The MAC input of the record being sealed or opened (the scratch's, for its size). */
   private macIn: Buffer = NO_BYTES;
   /** Counter blocks, then key stream, of a batch of records (see keyStream; made on first use). */
@@ -83,19 +89,36 @@ export class CcmContext {
   seal(nonce: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): void {
     this.used = true;
     const n = plaintext.length;
-    const at = this.keyStream(nonce, n) + BLOCK;
+    const s0 = this.keyStream(nonce, n);
+    const at = s0 + BLOCK;
     const ks = this.ks;
     const p0 = this.macLayout(nonce, aad, n);
     const b = this.macIn;
-    // one pass: the plaintext into the MAC input, the ciphertext out
-    for (let i = 0; i < n; i++) {
+    // one pass: the plaintext into the MAC input, the ciphertext out (four bytes a turn, see macLayout)
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const p1 = plaintext[i];
+      const p2 = plaintext[i + 1];
+      const p3 = plaintext[i + 2];
+      const p4 = plaintext[i + 3];
+      b[p0 + i] = p1;
+      b[p0 + i + 1] = p2;
+      b[p0 + i + 2] = p3;
+      b[p0 + i + 3] = p4;
+      out[offset + i] = p1 ^ ks[at + i];
+      out[offset + i + 1] = p2 ^ ks[at + i + 1];
+      out[offset + i + 2] = p3 ^ ks[at + i + 2];
+      out[offset + i + 3] = p4 ^ ks[at + i + 3];
+    }
+    for (; i < n; i++) {
       const p = plaintext[i];
       b[p0 + i] = p;
       out[offset + i] = p ^ ks[at + i];
     }
-    const mac = this.macRun();
-    const s0 = at - BLOCK;
-    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[s0 + i];
+    this.macRun();
+    const mac = this.chainIn;
+    const m = this.chainAt;
+    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[m + i] ^ ks[s0 + i];
   }
 
   /** The plaintext of `ciphertext`, or undefined when `tag` does not authenticate it (compared in constant time). */
@@ -117,22 +140,39 @@ export class CcmContext {
     const tagLength = this.tagLength;
     const n = end - start - tagLength;
     if (n < 0) return undefined;
-    const at = this.keyStream(nonce, n) + BLOCK;
+    const s0 = this.keyStream(nonce, n);
+    const at = s0 + BLOCK;
     const ks = this.ks;
     const p0 = this.macLayout(nonce, aad, n);
     const b = this.macIn;
     const plaintext = Buffer.allocUnsafe(n);
-    // one pass: the plaintext out and into the MAC input
-    for (let i = 0; i < n; i++) {
+    // one pass: the plaintext out and into the MAC input (four bytes a turn, see macLayout)
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const p1 = data[start + i] ^ ks[at + i];
+      const p2 = data[start + i + 1] ^ ks[at + i + 1];
+      const p3 = data[start + i + 2] ^ ks[at + i + 2];
+      const p4 = data[start + i + 3] ^ ks[at + i + 3];
+      plaintext[i] = p1;
+      plaintext[i + 1] = p2;
+      plaintext[i + 2] = p3;
+      plaintext[i + 3] = p4;
+      b[p0 + i] = p1;
+      b[p0 + i + 1] = p2;
+      b[p0 + i + 2] = p3;
+      b[p0 + i + 3] = p4;
+    }
+    for (; i < n; i++) {
       const p = data[start + i] ^ ks[at + i];
       plaintext[i] = p;
       b[p0 + i] = p;
     }
-    const mac = this.macRun();
-    const s0 = at - BLOCK;
+    this.macRun();
+    const mac = this.chainIn;
+    const m = this.chainAt;
     let diff = 0;
     // every tag byte compared, no early exit
-    for (let i = 0; i < tagLength; i++) diff |= mac[i] ^ ks[s0 + i] ^ data[start + n + i];
+    for (let i = 0; i < tagLength; i++) diff |= mac[m + i] ^ ks[s0 + i] ^ data[start + n + i];
     if (diff !== 0) {
       plaintext.fill(0);
       return undefined;
@@ -153,7 +193,7 @@ export class CcmContext {
     const seq = readSeq(nonce, SEQ_AT);
     const first = this.ksFirst;
     if (need <= BATCH_BLOCKS && seq >= first && seq < first + this.ksCount && this.ksPrefixIs(nonce)) {
-      return (seq - first) * BATCH_BLOCKS * BLOCK;
+      return ((seq - first) * BATCH_BLOCKS * BLOCK) | 0; // small: | 0 keeps the callers' offsets int32
     }
     if (need > BATCH_BLOCKS) {
       const a = Buffer.alloc(need * BLOCK);
@@ -191,7 +231,7 @@ export class CcmContext {
     this.batch?.fill(0);
     this.ks.fill(0);
     this.ksCount = 0;
-    this.chain.fill(0);
+    this.chainIn.fill(0);
     this.macIn = NO_BYTES;
   }
 
@@ -207,31 +247,84 @@ export class CcmContext {
     const p0 = (1 + aadBlocks) * BLOCK;
     const size = p0 + Math.ceil(n / BLOCK) * BLOCK;
     const b = (this.macIn = this.scratch.mac(size));
-    const chain = this.chain;
-    b[0] = ((aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2) ^ chain[0];
-    for (let j = 0; j < NONCE; j++) b[1 + j] = nonce[j] ^ chain[1 + j];
-    b[13] = (n >>> 16) ^ chain[13];
-    b[14] = ((n >>> 8) & 0xff) ^ chain[14];
-    b[15] = (n & 0xff) ^ chain[15];
-    if (aadBlocks > 0) {
+    // B_0 = flags ‖ nonce ‖ 24-bit length, XORed with the chain value. Straight-line code for the fixed-size parts:
+    // optimised code then checks each buffer once, where a loop checks every buffer on every iteration.
+    const c = this.chainIn;
+    const k = this.chainAt;
+    b[0] = ((aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2) ^ c[k];
+    b[1] = nonce[0] ^ c[k + 1];
+    b[2] = nonce[1] ^ c[k + 2];
+    b[3] = nonce[2] ^ c[k + 3];
+    b[4] = nonce[3] ^ c[k + 4];
+    b[5] = nonce[4] ^ c[k + 5];
+    b[6] = nonce[5] ^ c[k + 6];
+    b[7] = nonce[6] ^ c[k + 7];
+    b[8] = nonce[7] ^ c[k + 8];
+    b[9] = nonce[8] ^ c[k + 9];
+    b[10] = nonce[9] ^ c[k + 10];
+    b[11] = nonce[10] ^ c[k + 11];
+    b[12] = nonce[11] ^ c[k + 12];
+    b[13] = (n >>> 16) ^ c[k + 13];
+    b[14] = ((n >>> 8) & 0xff) ^ c[k + 14];
+    b[15] = (n & 0xff) ^ c[k + 15];
+    if (aLen === DTLS_AAD) {
+      // a DTLS 1.2 record's additional data (no connection ID), then one byte of padding
+      b[16] = 0;
+      b[17] = DTLS_AAD;
+      b[18] = aad[0];
+      b[19] = aad[1];
+      b[20] = aad[2];
+      b[21] = aad[3];
+      b[22] = aad[4];
+      b[23] = aad[5];
+      b[24] = aad[6];
+      b[25] = aad[7];
+      b[26] = aad[8];
+      b[27] = aad[9];
+      b[28] = aad[10];
+      b[29] = aad[11];
+      b[30] = aad[12];
+      b[31] = 0;
+    } else if (aadBlocks > 0) {
       b[16] = aLen >>> 8;
       b[17] = aLen & 0xff;
       for (let j = 0; j < aLen; j++) b[18 + j] = aad[j];
       for (let j = 18 + aLen; j < p0; j++) b[j] = 0;
     }
-    for (let j = p0 + n; j < size; j++) b[j] = 0;
+    // the plaintext's last block zeroed whole (the caller writes the plaintext over its start): its padding
+    if (size > p0) {
+      const last = size - BLOCK;
+      b[last] = 0;
+      b[last + 1] = 0;
+      b[last + 2] = 0;
+      b[last + 3] = 0;
+      b[last + 4] = 0;
+      b[last + 5] = 0;
+      b[last + 6] = 0;
+      b[last + 7] = 0;
+      b[last + 8] = 0;
+      b[last + 9] = 0;
+      b[last + 10] = 0;
+      b[last + 11] = 0;
+      b[last + 12] = 0;
+      b[last + 13] = 0;
+      b[last + 14] = 0;
+      b[last + 15] = 0;
+    }
     return p0;
   }
 
-  /** The CBC-MAC T (first tagLength bytes are used) of the input macLayout prepared; it is also the new chain value. */
-  private macRun(): Buffer {
+  /**
+   * Runs the CBC-MAC over the input macLayout prepared. Its T (the first tagLength bytes are used) is the last output
+   * block, which is also the new chain value: `chainIn` at `chainAt`.
+   */
+  private macRun(): void {
     const b = this.macIn;
     const size = b.length;
     const c = this.cbc.update(b);
     if (c.length !== size) throw new Error('AES-CBC returned a partial block');
-    const chain = this.chain;
-    for (let i = 0, o = size - BLOCK; i < BLOCK; i++) chain[i] = c[o + i];
-    return chain;
+    this.chainIn = c;
+    this.chainAt = size - BLOCK;
   }
 }
 
