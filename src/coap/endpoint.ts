@@ -437,7 +437,7 @@ export class CoapEndpoint {
   private readonly tokenPool = Buffer.alloc(4096);
   /** uriPathOptions: the Uri-Path option of each short segment seen. */
   private readonly segmentOptions = new Map<string, CoapOption>();
-  /** Uri-Path option lists of frozen paths (shared, frozen), held only as long as their path is. */
+  /** Uri-Path option lists of frozen paths (shared), held only as long as their path is. */
   private readonly pathOptionLists = new WeakMap<readonly string[], CoapOption[]>();
   /** The hex key of the token newToken returned last (startExchange need not make it again). */
   private newTokenKey = '';
@@ -526,9 +526,9 @@ export class CoapEndpoint {
       if (!Array.isArray(init.path)) throw new TypeError('request path must be an array of segments');
       label = new RequestLabel(init.method, init.path);
       const pathOptions = this.uriPathOptions(init.path);
-      // a frozen path's options are shared (frozen too): copied only when more options join them
+      // the path's options may be a shared list (see uriPathOptions): copied when more options join them
       const more = (init.query !== undefined && init.query.length > 0) || init.contentFormat !== undefined || init.accept !== undefined || init.options !== undefined;
-      base = more && Object.isFrozen(pathOptions) ? pathOptions.slice() : pathOptions;
+      base = more ? pathOptions.slice() : pathOptions;
       if (init.query && init.query.length > 0) base.push(...queryOptions(init.query));
       if (init.contentFormat !== undefined) base.push(numberOption(this.formatOptions, 'Content-Format', init.contentFormat));
       if (init.accept !== undefined) base.push(numberOption(this.acceptOptions, 'Accept', init.accept));
@@ -1643,13 +1643,15 @@ export class CoapEndpoint {
 
   /**
    * The Uri-Path options of a request's path. For a frozen path (the object model's request targets are, one per
-   * distinct path) the list is made once and shared, frozen; another path gets a new list.
+   * distinct path) the list is made once and shared; another path gets a new list. A shared list is never changed
+   * (request copies it before adding options). It is not frozen itself: optimised code reads the elements of a
+   * frozen array through a generic lookup, and every message encoded reads its option list.
    */
   private uriPathOptions(segments: readonly string[]): CoapOption[] {
     if (Object.isFrozen(segments)) {
       let shared = this.pathOptionLists.get(segments);
       if (!shared) {
-        shared = Object.freeze(this.newPathOptions(segments)) as CoapOption[];
+        shared = this.newPathOptions(segments);
         this.pathOptionLists.set(segments, shared);
       }
       return shared;

@@ -560,7 +560,11 @@ function writeExt(buf: Buffer, pos: number, n: number): number {
   return pos + 2;
 }
 
-const TYPE_BITS: Readonly<Record<CoapType, number>> = { CON: 0, NON: 1, ACK: 2, RST: 3 };
+/** The 2-bit message type (RFC 7252 §3), -1 for anything else: compared, not read from a table by name (a property
+ * name that changes from call to call makes optimised code do a generic lookup). */
+function typeBits(type: CoapType): number {
+  return type === 'CON' ? 0 : type === 'NON' ? 1 : type === 'ACK' ? 2 : type === 'RST' ? 3 : -1;
+}
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -576,8 +580,8 @@ export function encodeMessage(msg: OutgoingMessage, maxLength = 1152): Buffer {
   if (!Number.isInteger(msg.messageId) || msg.messageId < 0 || msg.messageId > 0xffff) {
     throw new RangeError(`message id ${msg.messageId} out of range`);
   }
-  const type = TYPE_BITS[msg.type];
-  if (type === undefined) throw new RangeError(`invalid CoAP type '${String(msg.type)}'`);
+  const type = typeBits(msg.type);
+  if (type < 0) throw new RangeError(`invalid CoAP type '${String(msg.type)}'`);
   const options = msg.options ?? [];
   const payload = msg.payload ?? EMPTY;
   if (code === '0.00' && (token.length > 0 || options.length > 0 || payload.length > 0)) {
