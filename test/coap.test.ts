@@ -481,6 +481,27 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     assert.equal(env.ep.stats.retransmissions, 0);
   });
 
+
+  it('tells apart pending requests whose tokens differ in one byte (8 bytes and shorter), answered out of order', async () => {
+    const ch = await setup({ ackTimeoutMs: 200 });
+    const pending: { token: Buffer; from: { address: string; port: number } }[] = [];
+    let mid = 5000;
+    peer.onMessage = (data, from) => {
+      const p = parse(data);
+      if (p.code !== '0.01') return;
+      peer.send(gen({ ack: true, code: '0.00', messageId: p.messageId }), from);
+      pending.push({ token: p.token, from });
+      // once all four wait: separate responses, last request first, each carrying its token's hex as payload
+      if (pending.length === 4) {
+        for (const { token, from: to } of pending.reverse()) {
+          peer.send(gen({ confirmable: true, code: '2.05', messageId: mid++, token, payload: Buffer.from(token.toString('hex')) }), to);
+        }
+      }
+    };
+    const tokens = ['0102030405060708', '0102030405060709', 'a1a2a3a4', 'a1a2a3a5'].map((h) => Buffer.from(h, 'hex'));
+    const results = await Promise.all(tokens.map((token) => env.ep.request(ch, { method: 'GET', path: ['t'], token })));
+    assert.deepEqual(results.map((r) => r.payload.toString()), tokens.map((t) => t.toString('hex')));
+  });
   it('times out a separate response that never comes', async () => {
     const ch = await setup({ separateResponseTimeoutMs: 200 });
     peer.onMessage = (data, from) => peer.send(gen({ ack: true, code: '0.00', messageId: parse(data).messageId }), from);
