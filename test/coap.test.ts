@@ -484,7 +484,7 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
 
   it('tells apart pending requests whose tokens differ in one byte (8 bytes and shorter), answered out of order', async () => {
     const ch = await setup({ ackTimeoutMs: 200 });
-    const pending: { token: Buffer; from: { address: string; port: number } }[] = [];
+    const pending: { token: Buffer; from: number }[] = [];
     let mid = 5000;
     peer.onMessage = (data, from) => {
       const p = parse(data);

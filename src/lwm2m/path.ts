@@ -79,6 +79,14 @@ function validId(v: unknown): v is number {
 }
 
 /**
+ * The ID at level `i` (0: object … 3: resource instance), read by its name: reading `p[KEYS[i]]`, a property whose
+ * name changes from call to call, is a generic lookup in optimised code.
+ */
+function idAt(p: Lwm2mPath, i: number): number | undefined {
+  return i === 0 ? p.objectId : i === 1 ? p.instanceId : i === 2 ? p.resourceId : p.resourceInstanceId;
+}
+
+/**
  * Checks that a path object is well formed (IDs in range, no gap such as a Resource ID without an Instance ID)
  * and returns its level. Throws `Lwm2mPathError` otherwise.
  */
@@ -86,7 +94,7 @@ export function pathLevel(p: Lwm2mPath): PathLevel {
   if (p === null || typeof p !== 'object') throw new Lwm2mPathError(`LwM2M path must be an object, got ${describe(p)}`);
   let level = 0;
   for (let i = 0; i < 4; i++) {
-    const v = p[KEYS[i]];
+    const v = idAt(p, i);
     if (v === undefined) continue;
     if (!validId(v)) throw new Lwm2mPathError(`bad LwM2M path: ${LEVEL_NAMES[i]} ${describe(v)} is not an integer 0..${MAX_ID}`);
     if (level !== i) throw new Lwm2mPathError(`bad LwM2M path: ${LEVEL_NAMES[i]} is set but ${LEVEL_NAMES[level]} is missing`);
@@ -100,7 +108,7 @@ export function pathToString(p: Lwm2mPath): string {
   const level = pathLevel(p);
   if (level === 0) return '/';
   let out = '';
-  for (let i = 0; i < level; i++) out += '/' + String(p[KEYS[i]]);
+  for (let i = 0; i < level; i++) out += '/' + String(idAt(p, i));
   return out;
 }
 
@@ -108,7 +116,7 @@ export function pathToString(p: Lwm2mPath): string {
 export function pathIds(p: Lwm2mPath): number[] {
   const level = pathLevel(p);
   const ids: number[] = [];
-  for (let i = 0; i < level; i++) ids.push(p[KEYS[i]] as number);
+  for (let i = 0; i < level; i++) ids.push(idAt(p, i) as number);
   return ids;
 }
 
