@@ -31,11 +31,10 @@ export class CcmContext {
   private readonly cbc: Cipher;
   private readonly ecb: Cipher;
   /**
-   * The CBC context's chaining value: its last output block, read where AES put it (`chainIn` at `chainAt`: the last
-   * block of the previous MAC's output, or zeroes at first) rather than copied out.
+   * The CBC context's current chaining value (its last output block), copied out of AES's output buffer: that buffer
+   * then dies young, where kept until the context's next record (a session's next read) it would outlive scavenges.
    */
-  private chainIn: Buffer = Buffer.alloc(BLOCK);
-  private chainAt = 0;
+  private readonly chain = Buffer.alloc(BLOCK);
   /** The MAC input of the record being sealed or opened (the scratch's, for its size). */
   private macIn: Buffer = NO_BYTES;
   /** Counter blocks, then key stream, of a batch of records (see keyStream; made on first use). */
@@ -115,10 +114,8 @@ export class CcmContext {
       b[p0 + i] = p;
       out[offset + i] = p ^ ks[at + i];
     }
-    this.macRun();
-    const mac = this.chainIn;
-    const m = this.chainAt;
-    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[m + i] ^ ks[s0 + i];
+    const mac = this.macRun();
+    for (let i = 0; i < this.tagLength; i++) out[offset + n + i] = mac[i] ^ ks[s0 + i];
   }
 
   /** The plaintext of `ciphertext`, or undefined when `tag` does not authenticate it (compared in constant time). */
@@ -167,12 +164,10 @@ export class CcmContext {
       plaintext[i] = p;
       b[p0 + i] = p;
     }
-    this.macRun();
-    const mac = this.chainIn;
-    const m = this.chainAt;
+    const mac = this.macRun();
     let diff = 0;
     // every tag byte compared, no early exit
-    for (let i = 0; i < tagLength; i++) diff |= mac[m + i] ^ ks[s0 + i] ^ data[start + n + i];
+    for (let i = 0; i < tagLength; i++) diff |= mac[i] ^ ks[s0 + i] ^ data[start + n + i];
     if (diff !== 0) {
       plaintext.fill(0);
       return undefined;
@@ -231,7 +226,7 @@ export class CcmContext {
     this.batch?.fill(0);
     this.ks.fill(0);
     this.ksCount = 0;
-    this.chainIn.fill(0);
+    this.chain.fill(0);
     this.macIn = NO_BYTES;
   }
 
@@ -249,24 +244,23 @@ export class CcmContext {
     const b = (this.macIn = this.scratch.mac(size));
     // B_0 = flags ‖ nonce ‖ 24-bit length, XORed with the chain value. Straight-line code for the fixed-size parts:
     // optimised code then checks each buffer once, where a loop checks every buffer on every iteration.
-    const c = this.chainIn;
-    const k = this.chainAt;
-    b[0] = ((aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2) ^ c[k];
-    b[1] = nonce[0] ^ c[k + 1];
-    b[2] = nonce[1] ^ c[k + 2];
-    b[3] = nonce[2] ^ c[k + 3];
-    b[4] = nonce[3] ^ c[k + 4];
-    b[5] = nonce[4] ^ c[k + 5];
-    b[6] = nonce[5] ^ c[k + 6];
-    b[7] = nonce[6] ^ c[k + 7];
-    b[8] = nonce[7] ^ c[k + 8];
-    b[9] = nonce[8] ^ c[k + 9];
-    b[10] = nonce[9] ^ c[k + 10];
-    b[11] = nonce[10] ^ c[k + 11];
-    b[12] = nonce[11] ^ c[k + 12];
-    b[13] = (n >>> 16) ^ c[k + 13];
-    b[14] = ((n >>> 8) & 0xff) ^ c[k + 14];
-    b[15] = (n & 0xff) ^ c[k + 15];
+    const c = this.chain;
+    b[0] = ((aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2) ^ c[0];
+    b[1] = nonce[0] ^ c[1];
+    b[2] = nonce[1] ^ c[2];
+    b[3] = nonce[2] ^ c[3];
+    b[4] = nonce[3] ^ c[4];
+    b[5] = nonce[4] ^ c[5];
+    b[6] = nonce[5] ^ c[6];
+    b[7] = nonce[6] ^ c[7];
+    b[8] = nonce[7] ^ c[8];
+    b[9] = nonce[8] ^ c[9];
+    b[10] = nonce[9] ^ c[10];
+    b[11] = nonce[10] ^ c[11];
+    b[12] = nonce[11] ^ c[12];
+    b[13] = (n >>> 16) ^ c[13];
+    b[14] = ((n >>> 8) & 0xff) ^ c[14];
+    b[15] = (n & 0xff) ^ c[15];
     if (aLen === DTLS_AAD) {
       // a DTLS 1.2 record's additional data (no connection ID), then one byte of padding
       b[16] = 0;
@@ -315,16 +309,33 @@ export class CcmContext {
   }
 
   /**
-   * Runs the CBC-MAC over the input macLayout prepared. Its T (the first tagLength bytes are used) is the last output
-   * block, which is also the new chain value: `chainIn` at `chainAt`.
+   * The CBC-MAC T (first tagLength bytes are used) of the input macLayout prepared; it is also the new chain value.
+   * Copied in straight-line code, as in macLayout.
    */
-  private macRun(): void {
+  private macRun(): Buffer {
     const b = this.macIn;
     const size = b.length;
     const c = this.cbc.update(b);
     if (c.length !== size) throw new Error('AES-CBC returned a partial block');
-    this.chainIn = c;
-    this.chainAt = size - BLOCK;
+    const chain = this.chain;
+    const o = size - BLOCK;
+    chain[0] = c[o];
+    chain[1] = c[o + 1];
+    chain[2] = c[o + 2];
+    chain[3] = c[o + 3];
+    chain[4] = c[o + 4];
+    chain[5] = c[o + 5];
+    chain[6] = c[o + 6];
+    chain[7] = c[o + 7];
+    chain[8] = c[o + 8];
+    chain[9] = c[o + 9];
+    chain[10] = c[o + 10];
+    chain[11] = c[o + 11];
+    chain[12] = c[o + 12];
+    chain[13] = c[o + 13];
+    chain[14] = c[o + 14];
+    chain[15] = c[o + 15];
+    return chain;
   }
 }
 
