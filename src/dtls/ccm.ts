@@ -35,6 +35,8 @@ export class CcmContext {
    * then dies young, where kept until the context's next record (a session's next read) it would outlive scavenges.
    */
   private readonly chain = Buffer.alloc(BLOCK);
+  /** The chain value as four big-endian words. */
+  private readonly chainWords = new DataView(this.chain.buffer, this.chain.byteOffset, BLOCK);
   /** The MAC input of the record being sealed or opened (the scratch's, for its size). */
   private macIn: Buffer = NO_BYTES;
   /** Counter blocks, then key stream, of a batch of records (see keyStream; made on first use). */
@@ -242,43 +244,21 @@ export class CcmContext {
     const p0 = (1 + aadBlocks) * BLOCK;
     const size = p0 + Math.ceil(n / BLOCK) * BLOCK;
     const b = (this.macIn = this.scratch.mac(size));
-    // B_0 = flags ‖ nonce ‖ 24-bit length, XORed with the chain value. Straight-line code for the fixed-size parts:
-    // optimised code then checks each buffer once, where a loop checks every buffer on every iteration.
-    const c = this.chain;
-    b[0] = ((aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2) ^ c[0];
-    b[1] = nonce[0] ^ c[1];
-    b[2] = nonce[1] ^ c[2];
-    b[3] = nonce[2] ^ c[3];
-    b[4] = nonce[3] ^ c[4];
-    b[5] = nonce[4] ^ c[5];
-    b[6] = nonce[5] ^ c[6];
-    b[7] = nonce[6] ^ c[7];
-    b[8] = nonce[7] ^ c[8];
-    b[9] = nonce[8] ^ c[9];
-    b[10] = nonce[9] ^ c[10];
-    b[11] = nonce[10] ^ c[11];
-    b[12] = nonce[11] ^ c[12];
-    b[13] = (n >>> 16) ^ c[13];
-    b[14] = ((n >>> 8) & 0xff) ^ c[14];
-    b[15] = (n & 0xff) ^ c[15];
+    const w = this.scratch.macWords(b);
+    const c = this.chainWords;
+    // B_0 = flags ‖ nonce ‖ 24-bit length, XORed with the chain value, as four big-endian words: optimised code
+    // checks a buffer once per statement sequence, where a byte loop checks every buffer on every byte.
+    const flags = (aLen > 0 ? 0x40 : 0) | (((this.tagLength - 2) / 2) << 3) | 2;
+    w.setInt32(0, ((flags << 24) | (nonce[0] << 16) | (nonce[1] << 8) | nonce[2]) ^ c.getInt32(0));
+    w.setInt32(4, ((nonce[3] << 24) | (nonce[4] << 16) | (nonce[5] << 8) | nonce[6]) ^ c.getInt32(4));
+    w.setInt32(8, ((nonce[7] << 24) | (nonce[8] << 16) | (nonce[9] << 8) | nonce[10]) ^ c.getInt32(8));
+    w.setInt32(12, ((nonce[11] << 24) | n) ^ c.getInt32(12));
     if (aLen === DTLS_AAD) {
-      // a DTLS 1.2 record's additional data (no connection ID), then one byte of padding
-      b[16] = 0;
-      b[17] = DTLS_AAD;
-      b[18] = aad[0];
-      b[19] = aad[1];
-      b[20] = aad[2];
-      b[21] = aad[3];
-      b[22] = aad[4];
-      b[23] = aad[5];
-      b[24] = aad[6];
-      b[25] = aad[7];
-      b[26] = aad[8];
-      b[27] = aad[9];
-      b[28] = aad[10];
-      b[29] = aad[11];
-      b[30] = aad[12];
-      b[31] = 0;
+      // a DTLS 1.2 record's additional data (no connection ID): its length, the 13 bytes, one byte of padding
+      w.setInt32(16, (DTLS_AAD << 16) | (aad[0] << 8) | aad[1]);
+      w.setInt32(20, (aad[2] << 24) | (aad[3] << 16) | (aad[4] << 8) | aad[5]);
+      w.setInt32(24, (aad[6] << 24) | (aad[7] << 16) | (aad[8] << 8) | aad[9]);
+      w.setInt32(28, (aad[10] << 24) | (aad[11] << 16) | (aad[12] << 8));
     } else if (aadBlocks > 0) {
       b[16] = aLen >>> 8;
       b[17] = aLen & 0xff;
@@ -286,56 +266,25 @@ export class CcmContext {
       for (let j = 18 + aLen; j < p0; j++) b[j] = 0;
     }
     // the plaintext's last block zeroed whole (the caller writes the plaintext over its start): its padding
-    if (size > p0) {
-      const last = size - BLOCK;
-      b[last] = 0;
-      b[last + 1] = 0;
-      b[last + 2] = 0;
-      b[last + 3] = 0;
-      b[last + 4] = 0;
-      b[last + 5] = 0;
-      b[last + 6] = 0;
-      b[last + 7] = 0;
-      b[last + 8] = 0;
-      b[last + 9] = 0;
-      b[last + 10] = 0;
-      b[last + 11] = 0;
-      b[last + 12] = 0;
-      b[last + 13] = 0;
-      b[last + 14] = 0;
-      b[last + 15] = 0;
-    }
+    for (let k = p0 < size ? size - BLOCK : size; k < size; k += 4) w.setInt32(k, 0);
     return p0;
   }
 
   /**
-   * The CBC-MAC T (first tagLength bytes are used) of the input macLayout prepared; it is also the new chain value.
-   * Copied in straight-line code, as in macLayout.
+   * The CBC-MAC T (first tagLength bytes are used) of the input macLayout prepared; it is also the new chain value,
+   * copied word by word (see macLayout).
    */
   private macRun(): Buffer {
     const b = this.macIn;
     const size = b.length;
     const c = this.cbc.update(b);
     if (c.length !== size) throw new Error('AES-CBC returned a partial block');
-    const chain = this.chain;
     const o = size - BLOCK;
-    chain[0] = c[o];
-    chain[1] = c[o + 1];
-    chain[2] = c[o + 2];
-    chain[3] = c[o + 3];
-    chain[4] = c[o + 4];
-    chain[5] = c[o + 5];
-    chain[6] = c[o + 6];
-    chain[7] = c[o + 7];
-    chain[8] = c[o + 8];
-    chain[9] = c[o + 9];
-    chain[10] = c[o + 10];
-    chain[11] = c[o + 11];
-    chain[12] = c[o + 12];
-    chain[13] = c[o + 13];
-    chain[14] = c[o + 14];
-    chain[15] = c[o + 15];
-    return chain;
+    const words = this.chainWords;
+    for (let k = 0; k < BLOCK; k += 4) {
+      words.setInt32(k, (c[o + k] << 24) | (c[o + k + 1] << 16) | (c[o + k + 2] << 8) | c[o + k + 3]);
+    }
+    return this.chain;
   }
 }
 
@@ -358,12 +307,20 @@ export class CcmScratch {
   readonly nonce = Buffer.alloc(NONCE);
   readonly aad = Buffer.alloc(13);
   private readonly macBySize: Buffer[] = [];
+  private readonly wordsBySize: DataView[] = [];
 
   /** The MAC input buffer of `size` bytes (a multiple of 16). */
   mac(size: number): Buffer {
     const blocks = size / BLOCK;
     if (blocks > MAX_SHARED_MAC_BLOCKS) return Buffer.alloc(size);
     return (this.macBySize[blocks] ??= Buffer.alloc(size));
+  }
+
+  /** A DataView over `mac`, a buffer mac() returned (kept with it when it is the shared one). */
+  macWords(mac: Buffer): DataView {
+    const blocks = mac.length / BLOCK;
+    if (this.macBySize[blocks] !== mac) return new DataView(mac.buffer, mac.byteOffset, mac.length);
+    return (this.wordsBySize[blocks] ??= new DataView(mac.buffer, mac.byteOffset, mac.length));
   }
 
   /** Zeroes what the last records left here. */
