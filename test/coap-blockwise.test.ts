@@ -329,8 +329,12 @@ describe('block-wise negotiation and errors (scripted raw UDP peer)', function (
     assert.equal(peer.received.length, 3, 'no block after the error');
   });
 
-  it('caps the whole transfer with timeoutMs', async () => {
-    const ch = await setup({ ackTimeoutMs: 2000 });
+  // the second variant's clock runs at 90 % speed, so a block's deadline timer fires before the clock reaches the
+  // transfer's deadline, as when the event loop's cached time was behind the clock when the timer was armed
+  for (const slow of [false, true]) {
+  it(`caps the whole transfer with timeoutMs${slow ? ' (timers running ahead of the clock)' : ''}`, async () => {
+    const t0 = performance.now();
+    const ch = await setup({ ackTimeoutMs: 2000, ...(slow ? { now: () => t0 + (performance.now() - t0) * 0.9 } : {}) });
     const pending = new Set<NodeJS.Timeout>();
     peer.onMessage = (data, from) => {
       const req = packet.parse(data);
@@ -355,6 +359,7 @@ describe('block-wise negotiation and errors (scripted raw UDP peer)', function (
       for (const t of pending) clearTimeout(t);
     }
   });
+  }
 
   it('fetches the rest of a Block2 notification with a GET without Observe and a new token', async () => {
     const ch = await setup();

@@ -779,7 +779,10 @@ export class CoapEndpoint {
       ctx.blocks++;
       return res;
     } catch (err) {
-      if (err instanceof CoapTimeoutError && ctx.deadline !== undefined && this.now() >= ctx.deadline - 1) {
+      // a block's time limit is what is left of the transfer's, so its deadline is the transfer's (a Node timer may
+      // fire a few milliseconds before the clock reaches it, when the event loop's cached time was behind)
+      if (err instanceof CoapTimeoutError && ctx.deadline !== undefined &&
+          (err.atDeadline || this.now() >= ctx.deadline - 1)) {
         throw this.transferTimeout(ctx, err.transmissions);
       }
       throw err;
@@ -1560,6 +1563,7 @@ export class CoapEndpoint {
         `${ex.label} to ${ex.state.key}: ${what} (${ex.transmissions} transmission${ex.transmissions === 1 ? '' : 's'})`,
         ex.transmissions,
         elapsed,
+        !afterAck,
       ),
     );
   }

@@ -9,6 +9,8 @@ export class CoapTimeoutError extends Error {
     readonly transmissions: number,
     /** Milliseconds from the first transmission until giving up. */
     readonly elapsedMs: number,
+    /** The request's own time limit (timeoutMs) ran out, rather than its retransmissions. */
+    readonly atDeadline = false,
   ) {
     super(message);
   }
