@@ -332,33 +332,33 @@ describe('block-wise negotiation and errors (scripted raw UDP peer)', function (
   // the second variant's clock runs at 90 % speed, so a block's deadline timer fires before the clock reaches the
   // transfer's deadline, as when the event loop's cached time was behind the clock when the timer was armed
   for (const slow of [false, true]) {
-  it(`caps the whole transfer with timeoutMs${slow ? ' (timers running ahead of the clock)' : ''}`, async () => {
-    const t0 = performance.now();
-    const ch = await setup({ ackTimeoutMs: 2000, ...(slow ? { now: () => t0 + (performance.now() - t0) * 0.9 } : {}) });
-    const pending = new Set<NodeJS.Timeout>();
-    peer.onMessage = (data, from) => {
-      const req = packet.parse(data);
-      const b = blockIn(data, 'Block1') as { num: number; more: boolean; szx: number };
-      // Slow peer: 150 ms per block; the 20 blocks would take 3 s.
-      const t = setTimeout(() => {
-        pending.delete(t);
-        answer(req, from, { code: '2.31', options: [{ name: 'Block1', value: encodeBlock(b) }] as packet.Option[] });
-      }, 150);
-      pending.add(t);
-    };
-    try {
-      await assert.rejects(env.ep.request(ch, { method: 'PUT', path: ['fw'], payload: randomBytes(20 * 1024) }, { timeoutMs: 400 }), (err: unknown) => {
-        assert.ok(err instanceof CoapTimeoutError);
-        assert.match(err.message, /block-wise transfer not finished within 400 ms/);
-        return true;
-      });
-      assert.ok(peer.received.length >= 2 && peer.received.length <= 4, `${peer.received.length} blocks sent`);
-      assert.equal(env.ep.stats.timeouts, 1);
-      assert.equal(env.ep.stats.blockTransferErrors, 1);
-    } finally {
-      for (const t of pending) clearTimeout(t);
-    }
-  });
+    it(`caps the whole transfer with timeoutMs${slow ? ' (timers running ahead of the clock)' : ''}`, async () => {
+      const t0 = performance.now();
+      const ch = await setup({ ackTimeoutMs: 2000, ...(slow ? { now: () => t0 + (performance.now() - t0) * 0.9 } : {}) });
+      const pending = new Set<NodeJS.Timeout>();
+      peer.onMessage = (data, from) => {
+        const req = packet.parse(data);
+        const b = blockIn(data, 'Block1') as { num: number; more: boolean; szx: number };
+        // Slow peer: 150 ms per block; the 20 blocks would take 3 s.
+        const t = setTimeout(() => {
+          pending.delete(t);
+          answer(req, from, { code: '2.31', options: [{ name: 'Block1', value: encodeBlock(b) }] as packet.Option[] });
+        }, 150);
+        pending.add(t);
+      };
+      try {
+        await assert.rejects(env.ep.request(ch, { method: 'PUT', path: ['fw'], payload: randomBytes(20 * 1024) }, { timeoutMs: 400 }), (err: unknown) => {
+          assert.ok(err instanceof CoapTimeoutError);
+          assert.match(err.message, /block-wise transfer not finished within 400 ms/);
+          return true;
+        });
+        assert.ok(peer.received.length >= 2 && peer.received.length <= 4, `${peer.received.length} blocks sent`);
+        assert.equal(env.ep.stats.timeouts, 1);
+        assert.equal(env.ep.stats.blockTransferErrors, 1);
+      } finally {
+        for (const t of pending) clearTimeout(t);
+      }
+    });
   }
 
   it('fetches the rest of a Block2 notification with a GET without Observe and a new token', async () => {

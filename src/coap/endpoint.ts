@@ -1910,8 +1910,7 @@ function errorText(err: unknown): string {
  * The key of a token in a channel's maps: its bytes as a one-byte string (hex only in log lines). Buffer's
  * toString('hex') is a call into C++ of about 1,100 instructions for 8 bytes, and a request makes one key.
  */
-function tokenKeyOf(token: Buffer): string {
-  const t = token;
+function tokenKeyOf(t: Buffer): string {
   if (t.length === 8) return String.fromCharCode(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
   let key = '';
   for (let i = 0; i < t.length; i++) key += String.fromCharCode(t[i]);
