@@ -154,6 +154,20 @@ function makeRead() {
 }
 
 /**
+ * Starts `count` reads (one per device, in turn from `from`) and returns at once, leaving them outstanding: with the
+ * fleet stopped, a heap snapshot then shows what a request in flight holds. `settled` counts those answered or failed.
+ */
+let held = { started: 0, settled: 0 };
+function hold({ from, devices, count }) {
+  const eps = endpoints(from, devices);
+  const read = makeRead();
+  held = { started: count, settled: 0 };
+  const h = held;
+  for (let i = 0; i < count; i++) read(eps[i % eps.length], () => h.settled++);
+  return { started: count };
+}
+
+/**
  * Closed loop (window requests always outstanding) or, with `rate`, open loop (requests started on schedule).
  * Counts only what completes inside the measuring window (after warmupMs).
  */
@@ -435,12 +449,14 @@ async function handle(msg) {
     case 'noderedStart': return noderedStart(msg);
     case 'addPsk': return addPsk(msg);
     case 'registered': return { count: server.registry.size };
+    case 'held': return held;
     // CoAP per-channel state (e.g. the Register's duplicate-detection entry, kept EXCHANGE_LIFETIME) still held
     case 'heapSample': return heapSample(msg);
     case 'echoLatency': return echoLatency(msg);
     case 'coapChannels': return { count: server.coap.channelCount };
     case 'mem': return memory();
     case 'load': return load(msg);
+    case 'hold': return hold(msg);
     case 'echo': return echo(msg);
     case 'smaps': return smaps();
     case 'cpu': return { cpu: process.cpuUsage(), wall: performance.now() };

@@ -6,7 +6,7 @@ import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { isIP, isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Channel, LogFn } from './channel';
-import { CoapEndpoint, CoapTimeoutError, type CoapEndpointOptions, type CoapMessage, type CoapResponseInit } from './coap';
+import { CoapEndpoint, CoapTimeoutError, type CoapEndpointOptions, type CoapMessage, type CoapResponseInit, type ExchangeSink } from './coap';
 import { DtlsServer, type DtlsSession } from './dtls';
 import type { DtlsSessionState } from './dtls/session';
 import { ContentType } from './dtls/record';
@@ -226,7 +226,13 @@ interface RequestPlan {
   observation: Observation | undefined;
   /** performance.now() when the request went out. */
   t0: number;
+  /** Settle the caller's promise (set when the request goes out; see Lwm2mServer.answers). */
+  resolve: (result: Lwm2mResult) => void;
+  reject: (err: Error) => void;
 }
+
+/** A plan's resolve and reject before its request goes out. */
+const unset = (): void => undefined;
 
 function isPlan(p: RequestPlan | Promise<Lwm2mResult>): p is RequestPlan {
   return (p as Partial<RequestPlan>).op !== undefined;
@@ -955,7 +961,7 @@ export class Lwm2mServer extends EventEmitter {
     }
     return {
       req, via, reg, op, key, cancelled, observing, cancelling, timeout: req.timeout,
-      channel: undefined, entry: undefined, reused: false, observation: undefined, t0: 0,
+      channel: undefined, entry: undefined, reused: false, observation: undefined, t0: 0, resolve: unset, reject: unset,
     };
   }
 
@@ -1026,18 +1032,39 @@ export class Lwm2mServer extends EventEmitter {
     this.requestStats.total += 1;
     if (channel.secure && plan.reused) this.requestStats.overPooledSession += 1;
     if (plan.entry) plan.entry.requests += 1;
-    return this.coap.request(channel, plan.op.coap, { timeoutMs: plan.timeout, onNotification }).then(
-      (res) => this.settleRequest(plan, res),
-      (err: Error) => {
-        const { op, reg } = plan;
-        if (err instanceof CoapTimeoutError || /timed? ?out/i.test(err.message)) {
-          this.requestStats.timeouts += 1;
-          throw new Lwm2mRequestError(`no answer from "${reg.endpoint}" to ${op.operation} ${op.pathString}: ${err.message}`, 'timeout');
-        }
-        throw new Lwm2mRequestError(`${op.operation} ${op.pathString} on "${reg.endpoint}" failed: ${err.message}`, 'transport');
-      },
-    );
+    return new Promise<Lwm2mResult>((resolve, reject) => {
+      plan.resolve = resolve;
+      plan.reject = reject;
+      this.coap.requestWith(channel, plan.op.coap, { timeoutMs: plan.timeout, onNotification }, this.answers, plan);
+    });
   }
+
+  /**
+   * Where the CoAP layer hands each request's outcome, with the request's plan: one pair of functions per server, not
+   * a promise, two callbacks and a microtask per request between the layers. Runs inside the CoAP layer's handling of
+   * the answer, so nothing thrown here may leave it.
+   */
+  private readonly answers: ExchangeSink<RequestPlan> = {
+    answered: (plan, res) => {
+      let result: Lwm2mResult;
+      try {
+        result = this.settleRequest(plan, res);
+      } catch (err) {
+        plan.reject(err as Error);
+        return;
+      }
+      plan.resolve(result);
+    },
+    failed: (plan, err) => {
+      const { op, reg } = plan;
+      if (err instanceof CoapTimeoutError || /timed? ?out/i.test(err.message)) {
+        this.requestStats.timeouts += 1;
+        plan.reject(new Lwm2mRequestError(`no answer from "${reg.endpoint}" to ${op.operation} ${op.pathString}: ${err.message}`, 'timeout'));
+      } else {
+        plan.reject(new Lwm2mRequestError(`${op.operation} ${op.pathString} on "${reg.endpoint}" failed: ${err.message}`, 'transport'));
+      }
+    },
+  };
 
   /** The device answered: an error for a non-2.xx code, else the result (an observation recorded first). */
   private settleRequest(plan: RequestPlan, res: CoapMessage): Lwm2mResult {

@@ -10,6 +10,7 @@ import {
   CoapResponseInit,
   CoapTimeoutError,
   EndpointClosedError,
+  type ExchangeSink,
   RequestAbortedError,
   blockSize,
   codeName,
@@ -502,6 +503,50 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     const results = await Promise.all(tokens.map((token) => env.ep.request(ch, { method: 'GET', path: ['t'], token })));
     assert.deepEqual(results.map((r) => r.payload.toString()), tokens.map((t) => t.toString('hex')));
   });
+  it('requestWith hands each outcome to its sink exactly once, with the caller\'s context', async () => {
+    const ch = await setup({ ackTimeoutMs: 60, maxRetransmit: 1 });
+    const body = Buffer.from('a body of forty bytes, in three blocks!!');
+    peer.onMessage = (data, from) => {
+      const p = parse(data);
+      const path = p.options.filter((o) => o.name === 'Uri-Path').map((o) => o.value.toString()).join('/');
+      if (path === 'a') peer.send(gen({ ack: true, code: '2.05', messageId: p.messageId, token: p.token, payload: Buffer.from('A') }), from);
+      if (path === 'big') {
+        const b2 = p.options.find((o) => o.name === 'Block2');
+        const num = b2 ? decodeBlock(b2.value)!.num : 0;
+        const more = (num + 1) * 16 < body.length;
+        peer.send(gen({
+          ack: true, code: '2.05', messageId: p.messageId, token: p.token, payload: body.subarray(num * 16, num * 16 + 16),
+          options: [{ name: 'Block2', value: encodeBlock({ num, more, szx: 0 }) }] as packet.Option[],
+        }), from);
+      }
+      // 'silent' gets no answer
+    };
+    const calls: { kind: string; ctx: object; value: CoapMessage | Error }[] = [];
+    const sink: ExchangeSink<object> = {
+      answered: (ctx, msg) => calls.push({ kind: 'answered', ctx, value: msg }),
+      failed: (ctx, err) => calls.push({ kind: 'failed', ctx, value: err }),
+    };
+    const [a, big, silent, refused] = [{ n: 'a' }, { n: 'big' }, { n: 'silent' }, { n: 'refused' }];
+    env.ep.requestWith(ch, { method: 'GET', path: ['a'] }, {}, sink, a);
+    env.ep.requestWith(ch, { method: 'GET', path: ['big'] }, {}, sink, big);
+    env.ep.requestWith(ch, { method: 'GET', path: ['silent'] }, { timeoutMs: 150 }, sink, silent);
+    assert.equal(calls.length, 0, 'nothing settles before an answer comes');
+    env.ep.requestWith(ch, { method: 'GET', path: 'not-a-list' as unknown as string[] }, {}, sink, refused);
+    assert.equal(calls.length, 1, 'a request refused at once fails before requestWith returns');
+    assert.equal(calls[0].ctx, refused);
+    assert.ok(calls[0].value instanceof TypeError);
+    await waitFor(() => calls.length === 4, 3000, 'every request settled');
+    await delay(300); // past the silent request's retransmission and any late duplicate
+    assert.equal(calls.length, 4, 'each outcome is handed over once');
+    const of = (ctx: object) => calls.filter((c) => c.ctx === ctx);
+    assert.deepEqual(of(a).map((c) => [c.kind, (c.value as CoapMessage).payload.toString()]), [['answered', 'A']]);
+    assert.deepEqual(of(big).map((c) => [c.kind, (c.value as CoapMessage).payload.toString()]), [['answered', body.toString()]],
+      'the Block2 transfer is completed before the sink hears of it');
+    assert.equal(of(silent).length, 1);
+    assert.equal(of(silent)[0].kind, 'failed');
+    assert.ok(of(silent)[0].value instanceof CoapTimeoutError);
+  });
+
   it('times out a separate response that never comes', async () => {
     const ch = await setup({ separateResponseTimeoutMs: 200 });
     peer.onMessage = (data, from) => peer.send(gen({ ack: true, code: '0.00', messageId: parse(data).messageId }), from);

@@ -113,6 +113,34 @@ export interface CoapRequestOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Where a request's outcome goes (CoapEndpoint.requestWith): `answered` with the (first, or block-wise completed)
+ * response, or `failed`, once, with the `ctx` the caller passed. A caller that keeps an object per request of its own
+ * passes it as `ctx` and one long-lived sink, instead of a promise and its callbacks per request at each layer.
+ */
+export interface ExchangeSink<C> {
+  answered(ctx: C, msg: CoapMessage): void;
+  failed(ctx: C, err: Error): void;
+}
+
+/** A promise's two settling functions (the context of PROMISE_SINK). */
+interface Settle {
+  resolve: (msg: CoapMessage) => void;
+  reject: (err: Error) => void;
+}
+
+/** The sink of the calls that return a promise. */
+const PROMISE_SINK: ExchangeSink<Settle> = {
+  answered: (ctx, msg) => ctx.resolve(msg),
+  failed: (ctx, err) => ctx.reject(err),
+};
+
+/** The sink of an adopted observation (no request waits for it). */
+const NO_SINK: ExchangeSink<undefined> = {
+  answered: () => undefined,
+  failed: () => undefined,
+};
+
 export interface CoapEndpointOptions {
   /** RFC 7252 ACK_TIMEOUT, default 2000 ms. */
   ackTimeoutMs?: number;
@@ -221,8 +249,9 @@ interface Exchange extends TimerEntry {
   deadlineMs?: number;
   awaitingAck: boolean;
   settled: boolean;
-  resolve: (msg: CoapMessage | Promise<CoapMessage>) => void;
-  reject: (err: Error) => void;
+  /** Where the outcome goes, with sinkCtx (see ExchangeSink). */
+  sink: ExchangeSink<unknown>;
+  sinkCtx: unknown;
   overallTimeoutMs?: number;
   onNotification?: (msg: CoapMessage) => void;
   observing: boolean;
@@ -509,8 +538,17 @@ export class CoapEndpoint {
    * option in `init.options` turns this off for the request (the caller does block-wise itself).
    */
   request(channel: Channel, init: CoapRequestInit, opts: CoapRequestOptions = {}): Promise<CoapMessage> {
-    if (this.closed) return Promise.reject(new EndpointClosedError('CoAP endpoint is closed'));
-    if (opts.signal?.aborted) return Promise.reject(abortError(opts.signal));
+    return new Promise<CoapMessage>((resolve, reject) => this.requestWith(channel, init, opts, PROMISE_SINK, { resolve, reject }));
+  }
+
+  /**
+   * request() with the outcome handed to `sink` with `ctx` instead of a promise (see ExchangeSink): exactly once,
+   * possibly before this returns (a request refused at once fails then). For a caller that keeps an object per
+   * request of its own: no promise, closures or microtask per request in this layer.
+   */
+  requestWith<C>(channel: Channel, init: CoapRequestInit, opts: CoapRequestOptions, sink: ExchangeSink<C>, ctx: C): void {
+    if (this.closed) return sink.failed(ctx, new EndpointClosedError('CoAP endpoint is closed'));
+    if (opts.signal?.aborted) return sink.failed(ctx, abortError(opts.signal));
     let base: CoapOption[];
     let observeOption: CoapOption | undefined;
     let confirmable: boolean;
@@ -553,7 +591,7 @@ export class CoapEndpoint {
         if (n === BLOCK1 || n === BLOCK2) automatic = false;
       }
     } catch (err) {
-      return Promise.reject(err);
+      return sink.failed(ctx, err as Error);
     }
 
     const state = this.stateFor(channel);
@@ -561,7 +599,7 @@ export class CoapEndpoint {
     try {
       token = init.token !== undefined ? Buffer.from(init.token) : this.newToken(state);
     } catch (err) {
-      return Promise.reject(err);
+      return sink.failed(ctx, err as Error);
     }
     const payload = init.payload;
     const spec: ExchangeSpec = {
@@ -576,17 +614,18 @@ export class CoapEndpoint {
       template: undefined,
       autoBlock2: automatic,
     };
-    if (!automatic) return this.startExchange(state, spec, opts);
+    if (!automatic) return this.beginExchange(state, spec, opts, sink, ctx);
     const block1 = payload !== undefined && payload.length > blockSize(block1Szx);
     if (opts.onNotification) spec.template = blockTemplate(spec, !block1);
     if (block1) {
       spec.autoBlock2 = false; // sendBlock1 completes the final response's Block2 itself
-      return this.sendBlock1(this.transferOf(state, label, opts), spec, spec.template ?? blockTemplate(spec, false), payload,
-        block1Szx, block2Szx, observeOption, opts);
+      this.sendBlock1(this.transferOf(state, label, opts), spec, spec.template ?? blockTemplate(spec, false), payload,
+        block1Szx, block2Szx, observeOption, opts).then((msg) => sink.answered(ctx, msg), (err: Error) => sink.failed(ctx, err));
+      return;
     }
     if (block2Szx !== undefined) spec.options = [...spec.options, blockOption(BLOCK2_NAME, 0, false, block2Szx)];
     // A response with more Block2 blocks to come is completed by deliverResponse (completeBlock2).
-    return this.startExchange(state, spec, opts);
+    this.beginExchange(state, spec, opts, sink, ctx);
   }
 
   /** A new block-wise transfer's context, its clock starting now. */
@@ -800,17 +839,18 @@ export class CoapEndpoint {
   }
 
   /** Puts one request on the wire and resolves with its response (the first one, for an observation). */
-  private startExchange(
-    state: ChannelState,
-    spec: ExchangeSpec,
-    opts: CoapRequestOptions,
-  ): Promise<CoapMessage> {
+  private startExchange(state: ChannelState, spec: ExchangeSpec, opts: CoapRequestOptions): Promise<CoapMessage> {
+    return new Promise<CoapMessage>((resolve, reject) => this.beginExchange(state, spec, opts, PROMISE_SINK, { resolve, reject }));
+  }
+
+  /** Sends one message of a request and registers its exchange; the outcome goes to `sink` (see requestWith). */
+  private beginExchange<C>(state: ChannelState, spec: ExchangeSpec, opts: CoapRequestOptions, sink: ExchangeSink<C>, ctx: C): void {
     const token = spec.token;
     const tokenKey = spec.tokenKey ?? tokenKeyOf(token);
     const existing = state.byToken.get(tokenKey);
     if (existing) {
       if (spec.explicitToken && existing.settled && existing.observing) this.finish(existing);
-      else return Promise.reject(new Error(`token ${token.toString('hex')} is in use by a pending request`));
+      else return sink.failed(ctx, new Error(`token ${token.toString('hex')} is in use by a pending request`));
     }
     if (spec.explicitToken) state.cancelledTokens.delete(tokenKey);
     const confirmable = spec.confirmable;
@@ -822,72 +862,70 @@ export class CoapEndpoint {
         this.maxMessageSize,
       );
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return sink.failed(ctx, err instanceof Error ? err : new Error(String(err)));
     }
 
-    return new Promise<CoapMessage>((resolve, reject) => {
-      const startedAt = this.now();
-      const ex: Exchange = {
-        state,
-        token,
-        tokenKey,
-        messageId,
-        bytes,
-        confirmable,
-        label: spec.label,
-        startedAt,
-        transmissions: 0,
-        timeoutMs: 0,
-        awaitingAck: confirmable,
-        settled: false,
-        resolve,
-        reject,
-        overallTimeoutMs: opts.timeoutMs,
-        onNotification: opts.onNotification,
-        observing: false,
-        cancelled: false,
-        lastObserve: 0,
-        lastObserveAt: 0,
-        signal: opts.signal,
-        template: spec.template,
-        notifyGen: 0,
-        spec: spec.autoBlock2 ? spec : undefined,
-        opts: spec.autoBlock2 ? opts : undefined,
-        timerDue: 0,
-        timerPrev: undefined,
-        timerNext: undefined,
-        timerList: undefined,
-      };
-      state.byToken.set(ex.tokenKey, ex);
-      state.byMessageId.set(messageId, ex);
-      state.keepUntil = startedAt + this.exchangeLifetimeMs;
-      this.stats.requestsSent++;
-      this.transmit(ex);
-      // One timer per exchange: a deadline after the first retransmission waits (deadlineAt) and is armed by the
-      // retransmission timer or an empty ACK when it comes next.
-      const deadline = opts.timeoutMs ?? (confirmable ? undefined : this.nonTimeoutMs);
-      if (confirmable) ex.timeoutMs = this.initialAckTimeout();
-      if (deadline !== undefined && (!confirmable || deadline <= ex.timeoutMs)) {
-        ex.deadlineTimer = setTimeout(() => this.onDeadline(ex, deadline), deadline);
-      } else if (confirmable) {
-        if (deadline !== undefined) {
-          ex.deadlineAt = performance.now() + deadline;
-          ex.deadlineMs = deadline;
+    const startedAt = this.now();
+    const ex: Exchange = {
+      state,
+      token,
+      tokenKey,
+      messageId,
+      bytes,
+      confirmable,
+      label: spec.label,
+      startedAt,
+      transmissions: 0,
+      timeoutMs: 0,
+      awaitingAck: confirmable,
+      settled: false,
+      sink: sink as ExchangeSink<unknown>,
+      sinkCtx: ctx,
+      overallTimeoutMs: opts.timeoutMs,
+      onNotification: opts.onNotification,
+      observing: false,
+      cancelled: false,
+      lastObserve: 0,
+      lastObserveAt: 0,
+      signal: opts.signal,
+      template: spec.template,
+      notifyGen: 0,
+      spec: spec.autoBlock2 ? spec : undefined,
+      opts: spec.autoBlock2 ? opts : undefined,
+      timerDue: 0,
+      timerPrev: undefined,
+      timerNext: undefined,
+      timerList: undefined,
+    };
+    state.byToken.set(ex.tokenKey, ex);
+    state.byMessageId.set(messageId, ex);
+    state.keepUntil = startedAt + this.exchangeLifetimeMs;
+    this.stats.requestsSent++;
+    this.transmit(ex);
+    // One timer per exchange: a deadline after the first retransmission waits (deadlineAt) and is armed by the
+    // retransmission timer or an empty ACK when it comes next.
+    const deadline = opts.timeoutMs ?? (confirmable ? undefined : this.nonTimeoutMs);
+    if (confirmable) ex.timeoutMs = this.initialAckTimeout();
+    if (deadline !== undefined && (!confirmable || deadline <= ex.timeoutMs)) {
+      ex.deadlineTimer = setTimeout(() => this.onDeadline(ex, deadline), deadline);
+    } else if (confirmable) {
+      if (deadline !== undefined) {
+        ex.deadlineAt = performance.now() + deadline;
+        ex.deadlineMs = deadline;
+      }
+      this.retransmits.add(ex, ex.timeoutMs);
+    }
+    if (opts.signal) {
+      const signal = opts.signal;
+      ex.onAbort = () => {
+        if (ex.settled) {
+          if (ex.observing) this.endObservation(ex, true);
+        } else {
+          this.fail(ex, abortError(signal));
         }
-        this.retransmits.add(ex, ex.timeoutMs);
-      }
-      if (opts.signal) {
-        const signal = opts.signal;
-        ex.onAbort = () => {
-          if (ex.settled) {
-            if (ex.observing) this.endObservation(ex, true);
-          } else {
-            this.fail(ex, abortError(signal));
-          }
-        };
-        signal.addEventListener('abort', ex.onAbort, { once: true });
-      }
-    });
+      };
+      signal.addEventListener('abort', ex.onAbort, { once: true });
+    }
   }
 
   /**
@@ -922,7 +960,7 @@ export class CoapEndpoint {
     const ex: Exchange = {
       state, token: Buffer.from(token), tokenKey, messageId: -1, bytes: Buffer.alloc(0), confirmable: false,
       label: `adopted observation tok=${token.toString('hex')}`, startedAt: now, transmissions: 0, timeoutMs: 0,
-      awaitingAck: false, settled: true, resolve: () => undefined, reject: () => undefined,
+      awaitingAck: false, settled: true, sink: NO_SINK as ExchangeSink<unknown>, sinkCtx: undefined,
       onNotification, observing: true, cancelled: false, lastObserve: 0, lastObserveAt: now - 129_000, notifyGen: 0,
       timerDue: 0, timerPrev: undefined, timerNext: undefined, timerList: undefined,
     };
@@ -1087,9 +1125,11 @@ export class CoapEndpoint {
       if (spec && ex.opts && isSuccessCode(msg.code) && blockOf(msg, BLOCK2_NAME)?.more) {
         // the rest of the body first (RFC 7959 §2.4); the request resolves with the whole of it
         const ctx = this.transferOf(ex.state, spec.label, ex.opts, ex.startedAt);
-        ex.resolve(this.completeBlock2(ctx, spec.template ?? blockTemplate(spec, true), msg, ex.opts));
+        const { sink, sinkCtx } = ex;
+        this.completeBlock2(ctx, spec.template ?? blockTemplate(spec, true), msg, ex.opts)
+          .then((whole) => sink.answered(sinkCtx, whole), (err: Error) => sink.failed(sinkCtx, err));
       } else {
-        ex.resolve(msg);
+        ex.sink.answered(ex.sinkCtx, msg);
       }
       ex.spec = undefined;
       ex.opts = undefined;
@@ -1599,7 +1639,7 @@ export class CoapEndpoint {
     if (ex.settled) return;
     ex.settled = true;
     if (this.tracing) this.log('trace', `coap ${ex.state.key} ${ex.label} failed: ${err.message}`);
-    ex.reject(err);
+    ex.sink.failed(ex.sinkCtx, err);
   }
 
   private endObservation(ex: Exchange, passiveCancel: boolean): void {
