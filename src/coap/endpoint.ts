@@ -264,9 +264,11 @@ interface Exchange extends TimerEntry {
   template?: BlockTemplate;
   /** Increases with each fresh notification; a reassembled notification is delivered only if still current. */
   notifyGen: number;
-  /** The request, when a first response with more Block2 blocks to come is to be completed (spec.autoBlock2). */
-  spec?: ExchangeSpec;
-  opts?: CoapRequestOptions;
+  /**
+   * A first response with more Block2 blocks to come is to be completed (spec.autoBlock2). What the follow-up
+   * requests repeat is read back from `bytes` then (sentTemplate), so nothing else of the request is kept meanwhile.
+   */
+  autoBlock2: boolean;
 }
 
 /**
@@ -890,8 +892,12 @@ export class CoapEndpoint {
       signal: opts.signal,
       template: spec.template,
       notifyGen: 0,
-      spec: spec.autoBlock2 ? spec : undefined,
-      opts: spec.autoBlock2 ? opts : undefined,
+      autoBlock2: spec.autoBlock2 === true,
+      // set later on some exchanges; in the literal so that every exchange has one shape
+      deadlineTimer: undefined,
+      deadlineAt: undefined,
+      deadlineMs: undefined,
+      onAbort: undefined,
       timerDue: 0,
       timerPrev: undefined,
       timerNext: undefined,
@@ -961,7 +967,7 @@ export class CoapEndpoint {
       state, token: Buffer.from(token), tokenKey, messageId: -1, bytes: Buffer.alloc(0), confirmable: false,
       label: `adopted observation tok=${token.toString('hex')}`, startedAt: now, transmissions: 0, timeoutMs: 0,
       awaitingAck: false, settled: true, sink: NO_SINK as ExchangeSink<unknown>, sinkCtx: undefined,
-      onNotification, observing: true, cancelled: false, lastObserve: 0, lastObserveAt: now - 129_000, notifyGen: 0,
+      onNotification, observing: true, cancelled: false, lastObserve: 0, lastObserveAt: now - 129_000, notifyGen: 0, autoBlock2: false,
       timerDue: 0, timerPrev: undefined, timerNext: undefined, timerList: undefined,
     };
     state.byToken.set(tokenKey, ex);
@@ -1121,18 +1127,18 @@ export class CoapEndpoint {
         this.finish(ex);
         ex.settled = true;
       }
-      const spec = ex.spec;
-      if (spec && ex.opts && isSuccessCode(msg.code) && blockOf(msg, BLOCK2_NAME)?.more) {
+      if (ex.autoBlock2 && isSuccessCode(msg.code) && blockOf(msg, BLOCK2_NAME)?.more) {
         // the rest of the body first (RFC 7959 §2.4); the request resolves with the whole of it
-        const ctx = this.transferOf(ex.state, spec.label, ex.opts, ex.startedAt);
+        const opts: CoapRequestOptions = { timeoutMs: ex.overallTimeoutMs, signal: ex.signal, onNotification: ex.onNotification };
+        const ctx = this.transferOf(ex.state, ex.label, opts, ex.startedAt);
         const { sink, sinkCtx } = ex;
-        this.completeBlock2(ctx, spec.template ?? blockTemplate(spec, true), msg, ex.opts)
+        this.completeBlock2(ctx, ex.template ?? sentTemplate(ex), msg, opts)
           .then((whole) => sink.answered(sinkCtx, whole), (err: Error) => sink.failed(sinkCtx, err));
       } else {
         ex.sink.answered(ex.sinkCtx, msg);
       }
-      ex.spec = undefined;
-      ex.opts = undefined;
+      ex.autoBlock2 = false;
+      ex.bytes = NO_BYTES;
       return;
     }
     if (!ex.observing) return;
@@ -1612,8 +1618,8 @@ export class CoapEndpoint {
   private stopTransmitting(ex: Exchange): void {
     ex.awaitingAck = false;
     // Nothing is sent again: let the datagram go (a long observation would otherwise keep it, and the shared
-    // buffer-pool slab it was cut from, alive).
-    ex.bytes = NO_BYTES;
+    // buffer-pool slab it was cut from, alive); an automatic block-wise request's goes at its first response.
+    if (!ex.autoBlock2) ex.bytes = NO_BYTES;
     this.retransmits.remove(ex);
     if (ex.state.byMessageId.get(ex.messageId) === ex) ex.state.byMessageId.delete(ex.messageId);
   }
@@ -1875,7 +1881,7 @@ const FETCH_CODE = methodCode('FETCH');
  * What follow-up Block2 requests of `spec` repeat: its options without Observe and the block options, and a FETCH
  * body when it went in the first request (`withBody`: it was not sent block-wise, RFC 8132 §2.3.2).
  */
-function blockTemplate(spec: ExchangeSpec, withBody: boolean): BlockTemplate {
+function blockTemplate(spec: Pick<ExchangeSpec, 'code' | 'label' | 'options' | 'payload' | 'confirmable'>, withBody: boolean): BlockTemplate {
   return {
     code: spec.code,
     label: spec.label,
@@ -1883,6 +1889,14 @@ function blockTemplate(spec: ExchangeSpec, withBody: boolean): BlockTemplate {
     payload: withBody && spec.code === FETCH_CODE ? spec.payload : undefined,
     confirmable: spec.confirmable,
   };
+}
+
+/** The Block2 template of an exchange's request (with its body), read back from the bytes it sent. */
+function sentTemplate(ex: Exchange): BlockTemplate {
+  const sent = decodeMessage(ex.bytes);
+  return blockTemplate({
+    code: sent.code, label: ex.label, options: sent.options, payload: sent.payload.length > 0 ? sent.payload : undefined, confirmable: ex.confirmable,
+  }, true);
 }
 
 function blockOf(msg: CoapMessage, name: string): BlockValue | undefined {
