@@ -547,6 +547,33 @@ describe('CoapEndpoint reliability with a raw UDP peer', function () {
     assert.ok(of(silent)[0].value instanceof CoapTimeoutError);
   });
 
+  it('completes a Block2 answer to a FETCH by repeating its body and options in each follow-up (RFC 8132 §2.3.2)', async () => {
+    const ch = await setup({ ackTimeoutMs: 200 });
+    const whole = Buffer.from('0123456789abcdef0123456789abcdef0123456789');
+    const query = Buffer.from('["/3/0/0","/3/0/1"]');
+    peer.onMessage = (data, from) => {
+      const p = parse(data);
+      const b2 = p.options.find((o) => o.name === 'Block2');
+      const num = b2 ? decodeBlock(b2.value)!.num : 0;
+      peer.send(gen({
+        ack: true, code: '2.05', messageId: p.messageId, token: p.token, payload: whole.subarray(num * 16, num * 16 + 16),
+        options: [{ name: 'Block2', value: encodeBlock({ num, more: (num + 1) * 16 < whole.length, szx: 0 }) }] as packet.Option[],
+      }), from);
+    };
+    const res = await env.ep.request(ch, { method: 'FETCH', path: ['3', '0'], contentFormat: 112, accept: 112, payload: query });
+    assert.equal(res.payload.toString(), whole.toString());
+    const sent = peer.received.map((r) => parse(r.data));
+    assert.equal(sent.length, 3, 'the first request and two follow-ups');
+    for (const [i, p] of sent.entries()) {
+      assert.equal(p.code, '0.05', `request ${i} is a FETCH`);
+      assert.equal(p.payload.toString(), query.toString(), `request ${i} carries the body`);
+      const names = p.options.filter((o) => o.name !== 'Block2').map((o) => `${o.name}=${o.value.toString('hex')}`);
+      assert.deepEqual(names, ['Uri-Path=33', 'Uri-Path=30', 'Content-Format=70', 'Accept=70'], `request ${i}'s options`);
+      const b2 = p.options.find((o) => o.name === 'Block2');
+      assert.equal(b2 ? decodeBlock(b2.value)!.num : 0, i, `request ${i} asks for block ${i}`);
+    }
+  });
+
   it('times out a separate response that never comes', async () => {
     const ch = await setup({ separateResponseTimeoutMs: 200 });
     peer.onMessage = (data, from) => peer.send(gen({ ack: true, code: '0.00', messageId: parse(data).messageId }), from);
