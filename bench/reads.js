@@ -4,9 +4,9 @@
  * against a fresh server, then runs closed-loop reads (BENCH_WINDOW, default 64) `BENCH_ROUNDS` times (default 3) and
  * prints reads/s, server CPU µs per read and p50/p99 of each round. BENCH_PROFILE=1 runs the server under
  * `node --cpu-prof` and prints the top of the read-window profile; BENCH_RATE=n runs an open loop at n reads/s instead
- * (latency at that rate); BENCH_TRACE_GC=1 shows the server's garbage collections; BENCH_FLEET_PROCS (default 2) fleet
- * processes; BENCH_SERVER_ARGS / BENCH_FLEET_ARGS the Node options of server and fleet (as in run.js, see
- * lib/node-args.js). Uses the built dist/ (or BENCH_ROOT).
+ * (latency at that rate); BENCH_STALL=ms stops the fleet for that long in each round; BENCH_TRACE_GC=1 shows the
+ * server's garbage collections; BENCH_FLEET_PROCS (default 2) fleet processes; BENCH_SERVER_ARGS / BENCH_FLEET_ARGS
+ * the Node options of server and fleet (as in run.js, see lib/node-args.js). Uses the built dist/ (or BENCH_ROOT).
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -30,6 +30,12 @@ const TRACE_GC = process.env.BENCH_TRACE_GC === '1';
  * collected garbage, or while a fleet process did; BENCH_SLOW_LIST=1 also lists when they started (server clock, grouped by 10 ms).
  */
 const SLOW = process.env.BENCH_SLOW ? Number(process.env.BENCH_SLOW) : undefined;
+/**
+ * BENCH_STALL=ms: halfway through each round's measuring window, the fleet processes are stopped (SIGSTOP) for that
+ * long and then go on: a stall of the kind that starts a backlog, at a known time, so that how the server recovers
+ * from it can be compared between builds or Node options (with BENCH_RATE).
+ */
+const STALL = process.env.BENCH_STALL ? Number(process.env.BENCH_STALL) : undefined;
 const HOST = '127.0.0.1';
 
 async function main() {
@@ -46,7 +52,15 @@ async function main() {
     for (let r = 0; r < ROUNDS; r++) {
       const f0 = await Promise.all(fleets.map((f) => f.call('cpu')));
       if (SLOW !== undefined) await Promise.all(fleets.map((f) => f.call('gcLog')));
+      let stallTimer;
+      if (STALL !== undefined) {
+        stallTimer = setTimeout(() => {
+          for (const f of fleets) process.kill(f.pid, 'SIGSTOP');
+          setTimeout(() => { for (const f of fleets) process.kill(f.pid, 'SIGCONT'); }, STALL);
+        }, 500 + SECONDS * 500);
+      }
       const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE, slowMs: SLOW });
+      clearTimeout(stallTimer);
       const f1 = await Promise.all(fleets.map((f) => f.call('cpu')));
       // the fleet's CPU over the whole load call (warm-up included), per read measured
       const fleetUs = f0.reduce((a, c, i) => a + (f1[i].cpu.user - c.cpu.user) + (f1[i].cpu.system - c.cpu.system), 0) / (res.rps * (SECONDS + 0.5));
