@@ -116,7 +116,8 @@ export interface CoapRequestOptions {
 /**
  * Where a request's outcome goes (CoapEndpoint.requestWith): `answered` with the (first, or block-wise completed)
  * response, or `failed`, once, with the `ctx` the caller passed. A caller that keeps an object per request of its own
- * passes it as `ctx` and one long-lived sink, instead of a promise and its callbacks per request at each layer.
+ * passes it as `ctx` and one long-lived sink, instead of a promise and its callbacks per request at each layer. Both
+ * are called from inside the endpoint's handling of a datagram or timer: they must not throw.
  */
 export interface ExchangeSink<C> {
   answered(ctx: C, msg: CoapMessage): void;
