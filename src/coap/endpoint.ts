@@ -136,6 +136,11 @@ const PROMISE_SINK: ExchangeSink<Settle> = {
   failed: (ctx, err) => ctx.reject(err),
 };
 
+/** Hands the outcome of a block-wise transfer (a promise) to `sink` with `ctx`. */
+function handOver<C>(outcome: Promise<CoapMessage>, sink: ExchangeSink<C>, ctx: C): void {
+  outcome.then((msg) => sink.answered(ctx, msg), (err: Error) => sink.failed(ctx, err));
+}
+
 /** The sink of an adopted observation (no request waits for it). */
 const NO_SINK: ExchangeSink<undefined> = {
   answered: () => undefined,
@@ -622,8 +627,8 @@ export class CoapEndpoint {
     if (opts.onNotification) spec.template = blockTemplate(spec, !block1);
     if (block1) {
       spec.autoBlock2 = false; // sendBlock1 completes the final response's Block2 itself
-      this.sendBlock1(this.transferOf(state, label, opts), spec, spec.template ?? blockTemplate(spec, false), payload,
-        block1Szx, block2Szx, observeOption, opts).then((msg) => sink.answered(ctx, msg), (err: Error) => sink.failed(ctx, err));
+      handOver(this.sendBlock1(this.transferOf(state, label, opts), spec, spec.template ?? blockTemplate(spec, false), payload,
+        block1Szx, block2Szx, observeOption, opts), sink, ctx);
       return;
     }
     if (block2Szx !== undefined) spec.options = [...spec.options, blockOption(BLOCK2_NAME, 0, false, block2Szx)];
@@ -1132,9 +1137,7 @@ export class CoapEndpoint {
         // the rest of the body first (RFC 7959 §2.4); the request resolves with the whole of it
         const opts: CoapRequestOptions = { timeoutMs: ex.overallTimeoutMs, signal: ex.signal, onNotification: ex.onNotification };
         const ctx = this.transferOf(ex.state, ex.label, opts, ex.startedAt);
-        const { sink, sinkCtx } = ex;
-        this.completeBlock2(ctx, ex.template ?? sentTemplate(ex), msg, opts)
-          .then((whole) => sink.answered(sinkCtx, whole), (err: Error) => sink.failed(sinkCtx, err));
+        handOver(this.completeBlock2(ctx, ex.template ?? sentTemplate(ex), msg, opts), ex.sink, ex.sinkCtx);
       } else {
         ex.sink.answered(ex.sinkCtx, msg);
       }
