@@ -119,6 +119,45 @@ describe('AES-128-CCM over long-lived AES contexts (CcmContext)', () => {
     }
   });
 
+  it('grows its key-stream batch from 4 to 16 records while records follow in order, starts at 4 again after a jump', () => {
+    const rnd = seededRandom(5);
+    const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
+    const key = bytes(16);
+    const iv = bytes(4);
+    const sealer = new CcmContext(key, 8, new CcmScratch(), iv);
+    const opener = new CcmContext(key, 8, new CcmScratch(), iv);
+    // the AES-ECB calls that make key stream, counted on both contexts
+    let calls = 0;
+    for (const ctx of [sealer, opener]) {
+      const ecb = (ctx as unknown as { ecb: { update(b: Buffer): Buffer } }).ecb;
+      const update = ecb.update.bind(ecb);
+      ecb.update = (b: Buffer): Buffer => {
+        calls++;
+        return update(b);
+      };
+    }
+    const run = (from: number, to: number): void => {
+      for (let seq = from; seq < to; seq++) {
+        const nonce = Buffer.from(sealer.nonce(1, seq));
+        const aad = bytes(13);
+        const pt = bytes(rnd(65)); // within the 64 bytes a batch keeps per record
+        const expected = opensslSeal(key, nonce, aad, pt, 8);
+        assert.ok(seal(sealer, nonce, aad, pt, 8).equals(expected), `seq ${seq} differs`);
+        const opened = opener.open(nonce, aad, expected.subarray(0, pt.length), expected.subarray(pt.length));
+        assert.ok(opened && opened.equals(pt), `seq ${seq} does not open`);
+      }
+    };
+    // 100 records in order: batches from 0 (4 records), 4 (8), 12, 28, 44, 60, 76, 92 (16 each): 8 calls a context
+    run(0, 100);
+    calls.should.equal(16);
+    // a jump ahead: 1000 (4), 1004 (8), 1012 (16)
+    run(1000, 1020);
+    calls.should.equal(22);
+    // back to 500: a batch of 4 in the larger buffer, then 504 follows it and gets 8
+    run(500, 505);
+    calls.should.equal(26);
+  });
+
   it('contexts sharing one scratch, used in turn with records of every size, match OpenSSL; nonce() lays out IV, epoch, seq', () => {
     const rnd = seededRandom(99);
     const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));

@@ -12,8 +12,13 @@ const NO_BYTES = Buffer.alloc(0);
 /** Where the nonce's 48-bit DTLS sequence number starts (after the 4-byte IV and the 2-byte epoch). */
 const SEQ_AT = 6;
 const MAX_SEQ = 2 ** 48 - 1;
-/** Records whose key stream one AES call makes, and the blocks kept for each (S_0 and 64 bytes of payload). */
-const BATCH = 8;
+/**
+ * Records whose key stream one AES call makes: a context's first batch, and the most a batch grows to (it doubles
+ * each time the previous one was used up by the records that followed it; see keyStream). And the blocks kept for
+ * each record (S_0 and 64 bytes of payload).
+ */
+const BATCH_MIN = 4;
+const BATCH_MAX = 16;
 const BATCH_BLOCKS = 5;
 
 /**
@@ -181,8 +186,10 @@ export class CcmContext {
    * Puts S_0 ‖ S_1 ‖ … (AES of the counter blocks A_i = flags(L - 1) ‖ nonce ‖ i, for i = 0 … ceil(n / 16)) into
    * `this.ks` and returns where S_0 starts. The counter blocks depend on the nonce only, and a DTLS nonce is
    * IV ‖ epoch ‖ sequence number with the sequence number counting up, so one AES call makes the key stream of the
-   * next BATCH records of up to BATCH_BLOCKS blocks each; a record whose nonce is in that batch takes its own slice,
-   * anything else (a longer record, a nonce out of the batch) is computed on its own or starts a new batch.
+   * next records of up to BATCH_BLOCKS blocks each; a record whose nonce is in that batch takes its own slice,
+   * anything else (a longer record, a nonce out of the batch) is computed on its own or starts a new batch. A batch
+   * starts with BATCH_MIN records and doubles up to BATCH_MAX while each one is used up and the next record follows
+   * it: a busy session makes one AES call per 16 records, one that sends a record now and then wastes little.
    */
   private keyStream(nonce: Buffer, n: number): number {
     if (nonce.length !== NONCE) throw new RangeError('CCM nonce must be 12 bytes');
@@ -200,8 +207,13 @@ export class CcmContext {
       return 0;
     }
     // a new batch, computed in the context's own buffer and copied back into it (the AES output dies young)
-    const store = this.batch ?? (this.batch = Buffer.alloc(BATCH * BATCH_BLOCKS * BLOCK));
-    const count = Math.min(BATCH, MAX_SEQ - seq + 1);
+    const follows = this.ksCount > 0 && seq === first + this.ksCount && this.ksPrefixIs(nonce);
+    const size = follows ? Math.min(BATCH_MAX, this.ksCount * 2) : BATCH_MIN;
+    const bytes = size * BATCH_BLOCKS * BLOCK;
+    let store = this.batch;
+    if (store === undefined || store.length < bytes) store = this.batch = Buffer.alloc(bytes);
+    if (store.length > bytes) store = store.subarray(0, bytes);
+    const count = Math.min(size, MAX_SEQ - seq + 1);
     counterBlocks(store, nonce, seq, count, BATCH_BLOCKS);
     store.set(this.encryptBlocks(store));
     this.ks = store;
@@ -370,7 +382,7 @@ export interface ContextHolder {
 
 /**
  * The record ciphers of one DTLS server that hold a CcmContext (~3.3 KB of RSS each, nearly all OpenSSL's: two
- * contexts). A cipher makes its context only once its session is in use beyond the handshake and Register exchange;
+ * contexts; a busy one's key-stream batch grows from 320 B to 1.3 KB). A cipher makes its context only once its session is in use beyond the handshake and Register exchange;
  * at most `max` ciphers hold one (DtlsServer's maxCipherContexts), the others stay on the one-shot path; the sweep
  * takes contexts back from ciphers unused for one to two `idleMs` periods, so an idle fleet holds none. One per
  * server instance.
