@@ -382,10 +382,10 @@ export interface ContextHolder {
 
 /**
  * The record ciphers of one DTLS server that hold a CcmContext (~3.3 KB of RSS each, nearly all OpenSSL's: two
- * contexts; a busy one's key-stream batch grows from 320 B to 1.3 KB). A cipher makes its context only once its session is in use beyond the handshake and Register exchange;
- * at most `max` ciphers hold one (DtlsServer's maxCipherContexts), the others stay on the one-shot path; the sweep
- * takes contexts back from ciphers unused for one to two `idleMs` periods, so an idle fleet holds none. One per
- * server instance.
+ * contexts; a busy one's key-stream batch grows from 320 B to 1.3 KB). A cipher makes its context only once its
+ * session is in use beyond the handshake and Register exchange; at most `max` ciphers hold one (DtlsServer's
+ * maxCipherContexts), the others stay on the one-shot path; the sweep takes contexts back from ciphers unused for one
+ * to two `idleMs` periods, so an idle fleet holds none. One per server instance.
  */
 export class CipherContexts {
   private readonly live = new Set<ContextHolder>();
