@@ -4,7 +4,8 @@
  * against a fresh server, then runs closed-loop reads (BENCH_WINDOW, default 64) `BENCH_ROUNDS` times (default 3) and
  * prints reads/s, server CPU µs per read and p50/p99 of each round. BENCH_PROFILE=1 runs the server under
  * `node --cpu-prof` and prints the top of the read-window profile; BENCH_RATE=n runs an open loop at n reads/s instead
- * (latency at that rate); BENCH_STALL=ms stops the fleet for that long in each round; BENCH_TRACE_GC=1 shows the
+ * (latency at that rate); BENCH_STALL=ms stops the fleet for that long in each round; BENCH_ACTIVE=n reads only n of
+ * the devices in every other round; BENCH_TRACE_GC=1 shows the
  * server's garbage collections; BENCH_FLEET_PROCS (default 2) fleet processes; BENCH_SERVER_ARGS / BENCH_FLEET_ARGS
  * the Node options of server and fleet (as in run.js, see lib/node-args.js). Uses the built dist/ (or BENCH_ROOT).
  */
@@ -36,6 +37,11 @@ const SLOW = process.env.BENCH_SLOW ? Number(process.env.BENCH_SLOW) : undefined
  * from it can be compared between builds or Node options (with BENCH_RATE).
  */
 const STALL = process.env.BENCH_STALL ? Number(process.env.BENCH_STALL) : undefined;
+/**
+ * BENCH_ACTIVE=n: every other round reads only the first n of the registered devices (the others stay registered and
+ * idle), to compare a small working set with the whole fleet on one server in one run.
+ */
+const ACTIVE = process.env.BENCH_ACTIVE ? Number(process.env.BENCH_ACTIVE) : undefined;
 const HOST = '127.0.0.1';
 
 async function main() {
@@ -59,7 +65,9 @@ async function main() {
           setTimeout(() => { for (const f of fleets) process.kill(f.pid, 'SIGCONT'); }, STALL);
         }, 500 + SECONDS * 500);
       }
-      const res = await server.call('load', { from: 0, count, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE, slowMs: SLOW });
+      const reading = ACTIVE !== undefined && r % 2 === 1 ? Math.min(ACTIVE, count) : count;
+      if (ACTIVE !== undefined) process.stdout.write(`reads over ${reading} devices: `);
+      const res = await server.call('load', { from: 0, count: reading, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 500, rate: RATE, slowMs: SLOW });
       clearTimeout(stallTimer);
       const f1 = await Promise.all(fleets.map((f) => f.call('cpu')));
       // the fleet's CPU over the whole load call (warm-up included), per read measured
