@@ -16,9 +16,9 @@
  * such as a full garbage collection, happened to fall inside the window), BENCH_FLEET_PROCS (fleet processes for the
  * reads, the echo and the handshakes; default 1: the echo limit is then between two Node processes, as the issue
  * defines it, and the server, the fleet and nothing else share the 2 cores),
- * BENCH_SERVER_ARGS (Node options of the measured server processes, default --max-semi-space-size=4, the README's
- * recommendation; empty: Node's defaults), BENCH_FLEET_ARGS (Node options of the fleet processes, default
- * --max-semi-space-size=2), BENCH_DEFAULTS=0 (skip the latency phase of a server with Node's default options), BENCH_FLEET_CCM=0 (the fleet's
+ * BENCH_SERVER_ARGS (Node options of the measured server processes, default none: Node's defaults, the README's
+ * recommendation), BENCH_ALT_SERVER_ARGS (the second latency server's, default --max-semi-space-size=4), BENCH_FLEET_ARGS (Node options of the fleet processes, default
+ * --max-semi-space-size=2), BENCH_ALT=0 (skip the latency phase of the second server), BENCH_FLEET_CCM=0 (the fleet's
  * devices without long-lived CCM contexts), BENCH_CIPHER_CONTEXTS (the server's dtls.maxCipherContexts), BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
  * built copy of the package: the directory holding its dist/ and nodes/), BENCH_HEAP=0 (skip the heap snapshots).
  */
@@ -29,7 +29,9 @@ const { settledMemory, steadyMemory } = require('./lib/settle');
 const { spawnChild } = require('./lib/child');
 const { analyseProfile } = require('./lib/profile');
 const { heapDiff } = require('./lib/heap');
-const { SERVER_ARGS, FLEET_ARGS } = require('./lib/node-args');
+const { SERVER_ARGS, ALT_SERVER_ARGS, FLEET_ARGS } = require('./lib/node-args');
+/** How a server's Node options are named in the output. */
+const argsLabel = (args) => args.join(' ') || 'Node\'s default options';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const envNum = (name, def) => (process.env[name] !== undefined && process.env[name] !== '' ? Number(process.env[name]) : def);
@@ -427,32 +429,32 @@ async function profileServer() {
 }
 
 /**
- * Phase group 1b: the latency phase again, on a server with Node's default options (no SERVER_ARGS), at the same
- * offered rate as the main latency phase, after the same kind of warm-up (registrations, idle until memory settles,
- * reads at the maximum rate): what the README's young-generation recommendation changes. Skipped when the measured
- * server already runs with Node's defaults (BENCH_SERVER_ARGS empty) or with BENCH_DEFAULTS=0.
+ * Phase group 1b: the latency phase again, on a second server with the other Node options (ALT_SERVER_ARGS: a 4 MiB
+ * young generation when the measured server has Node's defaults), at the same offered rate as the main latency
+ * phase, after the same kind of warm-up (registrations, idle until memory settles, reads at the maximum rate): what
+ * the young generation changes. Skipped with BENCH_ALT=0 or when both option lists are the same.
  */
-async function defaultsLatency() {
-  const server = spawn(SERVER, { execArgv: ['--expose-gc'], name: 'server (Node defaults)' });
+async function altLatency() {
+  const server = spawn(SERVER, { execArgv: ['--expose-gc', ...ALT_SERVER_ARGS], name: `server (${argsLabel(ALT_SERVER_ARGS)})` });
   const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}`, execArgv: FLEET_ARGS }));
   try {
     const { port } = await server.call('start', { pskFrom: 0, pskCount: CFG.devices, hsFrom: HS_FROM, hsCount: 1 });
     const reg = await registerFleet(fleets, port, CFG.devices);
-    if (reg.failed) notes.push(`Node defaults: ${reg.failed} of ${CFG.devices} registrations failed (${reg.error})`);
+    if (reg.failed) notes.push(`${argsLabel(ALT_SERVER_ARGS)}: ${reg.failed} of ${CFG.devices} registrations failed (${reg.error})`);
     const count = (await server.call('registered')).count;
     // the main server's warm-up: idle until memory settles, then a short sweep and the reads at the maximum rate
     await settledMemory(server);
     await server.call('load', { from: 0, count, window: CFG.window, durationMs: 4000, warmupMs: 500 });
     const p = await server.call('load', { from: 0, count, window: CFG.window, durationMs: CFG.seconds * 1000 });
-    results.defaultsPooledReadRps = p.rps;
+    results.altPooledReadRps = p.rps;
     const rate = results.latencyRate || Math.max(1, Math.round(p.rps / 2));
     const r = await server.call('load', { from: 0, count, window: CFG.window, durationMs: CFG.latencySeconds * 1000, rate });
-    results.defaultsLatencyRate = rate;
-    results.defaultsLatencyAchievedRps = r.rps;
-    results.defaultsP50Ms = r.latency.p50;
-    results.defaultsP99Ms = r.latency.p99;
-    results.defaultsLatencyMaxMs = r.latency.max;
-    results.defaultsLatencyServer = serverDuring(r);
+    results.altLatencyRate = rate;
+    results.altLatencyAchievedRps = r.rps;
+    results.altP50Ms = r.latency.p50;
+    results.altP99Ms = r.latency.p99;
+    results.altLatencyMaxMs = r.latency.max;
+    results.altLatencyServer = serverDuring(r);
   } finally {
     await exitAll([server, ...fleets]);
   }
@@ -524,7 +526,7 @@ function table(profile) {
     [`RSS bytes per device at ${fmt(r.devices10k)}`, fmt(r.bytesPerSession10k), `after ${fmt((r.idleMs10k || 0) / 1000, 0)} s idle (${fmt(r.bytesPerSession10kBusy)} right after registering); heap ${fmt(r.heapPerSession10k)} B/device; ${CFG.heap ? 'PSK table not included, its share' : 'PSK store share included'} ${fmt(r.pskStoreBytesPerDevice10k)} B`],
     [`RSS bytes per device at ${fmt(r.devices100k)}`, fmt(r.bytesPerSession100k), `registered ${fmt((r.steadyMs100k || 0) / 1000, 0)} s, ${QUICK ? 'CoAP exchange state not yet expired (quick run)' : 'CoAP exchange state expired'} (${fmt(r.bytesPerSession100kBusy)} right after registering, ${fmt(r.bytesPerSession100kIdle)} after ${fmt((r.idleMs100k || 0) / 1000, 0)} s idle); heap ${fmt(r.heapPerSession100k)} B/device (${fmt(r.heapPerSession100kIdle)} at ${fmt((r.idleMs100k || 0) / 1000, 0)} s); PSK store share ${fmt(r.pskStoreBytesPerDevice100k)} B; server RSS ${fmt((r.serverRss100k || 0) / 2 ** 20)} MiB; ${fmt(r.registrationsPerSecBig)} reg/s`],
     ['latency p50 / p99 ms at half max rate', `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`, `offered ${fmt(r.latencyRate)}/s, achieved ${fmt(r.latencyAchievedRps)}/s, max ${fmt(r.latencyMaxMs, 1)} ms${serverText(r.latencyServer)}; fleet: longest GC pause ${fmt(r.latencyFleetGcMaxMs, 1)} ms, event loop late by up to ${fmt(r.latencyFleetLoopDelayMaxMs, 1)} ms`],
-    ['latency p50 / p99 ms, Node defaults', `${fmt(r.defaultsP50Ms, 2)} / ${fmt(r.defaultsP99Ms, 2)}`, `the same on a server with Node's default options (not ${SERVER_ARGS.join(' ') || '-'}): offered ${fmt(r.defaultsLatencyRate)}/s, achieved ${fmt(r.defaultsLatencyAchievedRps)}/s, max ${fmt(r.defaultsLatencyMaxMs, 1)} ms${serverText(r.defaultsLatencyServer)}; its pooled reads ${fmt(r.defaultsPooledReadRps)}/s`],
+    [`latency p50 / p99 ms, ${argsLabel(ALT_SERVER_ARGS)}`, `${fmt(r.altP50Ms, 2)} / ${fmt(r.altP99Ms, 2)}`, `the same on a server with ${argsLabel(ALT_SERVER_ARGS)} (not ${argsLabel(SERVER_ARGS)}): offered ${fmt(r.altLatencyRate)}/s, achieved ${fmt(r.altLatencyAchievedRps)}/s, max ${fmt(r.altLatencyMaxMs, 1)} ms${serverText(r.altLatencyServer)}; its pooled reads ${fmt(r.altPooledReadRps)}/s`],
     ['raw UDP echo p50 / p99 ms, same rate', `${fmt(r.udpEchoP50Ms, 2)} / ${fmt(r.udpEchoP99Ms, 2)}`, `the latency floor: one echo process, open loop at ${fmt(r.latencyRate)}/s, max ${fmt(r.udpEchoMaxMs, 1)} ms${r.udpEchoLatencyLost ? `, ${fmt(r.udpEchoLatencyLost)} lost` : ''}`],
     ['Node-RED pooled Read round trips/s', fmt(r.nodeRedPooledReadRps), `lwm2m-request node in a flow, ${fmt(r.nodeRedDevices)} devices, window ${CFG.window}; Node-RED process CPU ${fmt(r.nodeRedServerCpuPct)} % (${fmt(r.nodeRedServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.nodeRedFleetCpuPct)} %`],
   ];
@@ -532,7 +534,7 @@ function table(profile) {
   const w1 = Math.max(...rows.map((x) => x[1].length));
   const out = [];
   out.push(`LwM2M server benchmark${QUICK ? ' (QUICK: reduced sizes)' : ''}: ${os.cpus().length} cores (${os.cpus()[0]?.model?.trim()}), ${fmt(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${fmt((Date.now() - t0) / 1000)} s`);
-  out.push(`measured server's Node options: ${SERVER_ARGS.join(' ') || '(Node defaults)'} (README: Tuning); fleet's: ${FLEET_ARGS.join(' ') || '(Node defaults)'}`);
+  out.push(`measured server's Node options: ${argsLabel(SERVER_ARGS)} (README: Tuning); latency also with ${argsLabel(ALT_SERVER_ARGS)}; fleet's: ${FLEET_ARGS.join(' ') || '(Node defaults)'}`);
   out.push(`load average at start ${LOAD_AT_START.map((x) => x.toFixed(2)).join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (anything else running on the machine shows here)`);
   out.push('');
   for (const [a, b, c] of rows) out.push(`${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`);
@@ -598,7 +600,7 @@ async function main() {
   }, HARD_LIMIT_MS);
   log(`config ${JSON.stringify(CFG)}`);
   await phase('registered fleet', mainServer, true);
-  if (SERVER_ARGS.length > 0 && process.env.BENCH_DEFAULTS !== '0') await phase('latency with Node\'s default options', defaultsLatency);
+  if (ALT_SERVER_ARGS.join(' ') !== SERVER_ARGS.join(' ') && process.env.BENCH_ALT !== '0') await phase(`latency with ${argsLabel(ALT_SERVER_ARGS)}`, altLatency);
   if (CFG.nodered) await phase('Node-RED flow', noderedServer);
   let profile;
   if (CFG.profile) await phase('CPU profile', async () => { profile = await profileServer(); });
@@ -618,7 +620,7 @@ async function main() {
     bytesPerSession10kBusy: r.bytesPerSession10kBusy, bytesPerSession100kBusy: r.bytesPerSession100kBusy, bytesPerSession100kIdle: r.bytesPerSession100kIdle,
     serverCpuPctPooled: round(r.pooledServerCpuPct, 1), nodeRedVsPooled: round(r.nodeRedPooledReadRps / r.pooledReadRps, 3),
     pooledServerUsPerOp: round(r.pooledServerUsPerOp, 1), handshakeServerUsPerOp: round(r.handshakeServerUsPerOp, 1), perRequestServerUsPerOp: round(r.perRequestServerUsPerOp, 1),
-    defaultsP50Ms: round(r.defaultsP50Ms, 3), defaultsP99Ms: round(r.defaultsP99Ms, 3), serverArgs: SERVER_ARGS.join(' '),
+    altP50Ms: round(r.altP50Ms, 3), altP99Ms: round(r.altP99Ms, 3), serverArgs: SERVER_ARGS.join(' '), altServerArgs: ALT_SERVER_ARGS.join(' '),
     window: CFG.window, quick: QUICK, loadAvg: os.loadavg().map((x) => round(x, 2)), cores: os.cpus().length, node: process.version, seconds: round((Date.now() - t0) / 1000, 1),
     targetsPassed: targets().filter((t) => t.pass).length, targetsTotal: targets().length,
     udpDrops: Object.keys(udpDrops).length ? udpDrops : undefined,

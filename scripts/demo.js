@@ -47,8 +47,8 @@ function prepareUserDir() {
 async function main() {
   const serverNode = prepareUserDir();
   const coaps = Number(serverNode.coapsPort || 5684);
-  // README "Tuning": a 4 MiB young generation keeps garbage-collection pauses (and so the tail latency) short
-  const red = spawn(process.execPath, ['--max-semi-space-size=4', require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
+  // Node's default options, as README "Tuning" recommends
+  const red = spawn(process.execPath, [require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let device;
