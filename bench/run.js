@@ -8,7 +8,7 @@
  * (bench/fleet.js, several processes, each device on its own UDP socket with its own DTLS session).
  *
  * Environment: BENCH_QUICK=1 (small sizes, < 2 min), BENCH_DEVICES (registered fleet, default 10000 / quick 1000),
- * BENCH_BIG_DEVICES (memory fleet, default 100000 / quick 5000), BENCH_WINDOW (outstanding requests; default: the
+ * BENCH_BIG_DEVICES (memory fleet, default 100000 / quick 5000; 0 skips it), BENCH_WINDOW (outstanding requests; default: the
  * best of 8, 16, 32 and 64 in a short sweep, then used for the reads, the UDP echo and handshake-per-request),
  * BENCH_SECONDS (seconds per throughput phase or segment, default 10 / quick 3), BENCH_PAIRS (alternating segments of
  * pooled reads and raw UDP echo; the ratio is the median of the pairs' ratios; default 3 / quick 1), BENCH_LATENCY_SECONDS (seconds of each latency
@@ -203,6 +203,12 @@ async function smallFleetServer(n) {
 async function mainServer() {
   const server = spawn(SERVER, { execArgv: ['--expose-gc', ...SERVER_ARGS], name: 'server' });
   const fleets = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `fleet${i}`, execArgv: FLEET_ARGS }));
+  // The raw UDP echo runs between processes of its own: a sender (server-proc.js without a server, the measured
+  // server's Node options) and one echo peer per fleet process (fleet.js without devices, the fleet's options). Run
+  // inside the measured server and the fleet, the echo's garbage stayed in their heaps: hundreds of MB promoted
+  // during each echo segment, then full collections of 60-90 ms in the server's latency window that came next.
+  const echoSender = spawn(SERVER, { execArgv: [...SERVER_ARGS], name: 'echo sender' });
+  const echoPeers = Array.from({ length: CFG.fleetProcs }, (_, i) => spawn(FLEET, { name: `echo peer${i}`, execArgv: FLEET_ARGS }));
   try {
     const { port, before, afterPsk } = await server.call('start', { pskFrom: 0, pskCount: CFG.devices, hsFrom: HS_FROM, hsCount: HS_IDS });
     const heapDir = CFG.heap ? fs.mkdtempSync(path.join(os.tmpdir(), 'lwm2m-bench-heap-')) : undefined;
@@ -272,9 +278,9 @@ async function mainServer() {
             results.readDatagramBytes = sizes;
           }
           const targets = [];
-          for (const f of fleets) targets.push({ address: HOST, port: (await f.call('echoStart', { bind: HOST, replySize: sizes.resp })).port });
-          echoes.push(await measured(fleets, undefined, () => server.call('echo', { targets, window: CFG.window, durationMs: CFG.seconds * 1000, size: sizes.req })));
-          await Promise.all(fleets.map((f) => f.call('echoStop')));
+          for (const f of echoPeers) targets.push({ address: HOST, port: (await f.call('echoStart', { bind: HOST, replySize: sizes.resp })).port });
+          echoes.push(await measured(echoPeers, undefined, () => echoSender.call('echo', { targets, window: CFG.window, durationMs: CFG.seconds * 1000, size: sizes.req })));
+          await Promise.all(echoPeers.map((f) => f.call('echoStop')));
           if (smallSet) {
             small.push(await measured(smallSet.fleets, undefined, () => smallSet.server.call('load', { from: 0, count: smallCount, window: CFG.window, durationMs: CFG.seconds * 1000 })));
           }
@@ -331,9 +337,9 @@ async function mainServer() {
     // the same rate as the latency phase, raw: what this machine's loopback and scheduling give without DTLS/CoAP
     if (results.latencyRate) {
       await phase('raw UDP echo at the latency rate (the latency floor)', async () => {
-        const target = { address: HOST, port: (await fleets[0].call('echoStart', { bind: HOST, replySize: sizes.resp, tagged: true })).port };
-        const l = await server.call('echoLatency', { target, rate: results.latencyRate, durationMs: CFG.latencySeconds * 1000, size: sizes.req });
-        await fleets[0].call('echoStop');
+        const target = { address: HOST, port: (await echoPeers[0].call('echoStart', { bind: HOST, replySize: sizes.resp, tagged: true })).port };
+        const l = await echoSender.call('echoLatency', { target, rate: results.latencyRate, durationMs: CFG.latencySeconds * 1000, size: sizes.req });
+        await echoPeers[0].call('echoStop');
         results.udpEchoP50Ms = l.latency.p50;
         results.udpEchoP99Ms = l.latency.p99;
         results.udpEchoMaxMs = l.latency.max;
@@ -378,7 +384,7 @@ async function mainServer() {
       if (r.failed) notes.push(`handshake-per-request: ${r.failed} failed (${r.error})`);
     });
   } finally {
-    await exitAll([server, ...fleets]);
+    await exitAll([server, ...fleets, echoSender, ...echoPeers]);
   }
 }
 
@@ -604,7 +610,7 @@ async function main() {
   if (CFG.nodered) await phase('Node-RED flow', noderedServer);
   let profile;
   if (CFG.profile) await phase('CPU profile', async () => { profile = await profileServer(); });
-  await phase(`big fleet: register ${CFG.bigDevices} devices`, bigFleet);
+  if (CFG.bigDevices > 0) await phase(`big fleet: register ${CFG.bigDevices} devices`, bigFleet);
   clearTimeout(hard);
   const r = results;
   const json = {
