@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import 'should';
-import { CcmContext, CcmScratch, CipherContexts } from '../src/dtls/ccm';
+import { CcmContext, CcmScratch, CipherContexts, type ContextHolder } from '../src/dtls/ccm';
 import { encodeRecord, parseDatagram } from '../src/dtls/record';
 import { CIPHER_SUITES, clientCiphers, deriveKeys, serverCiphers } from '../src/dtls/suites';
 import { seededRandom } from './support/random';
@@ -219,7 +219,11 @@ describe('AES-128-CCM over long-lived AES contexts (CcmContext)', () => {
 describe('CCM record ciphers and their contexts (CipherContexts)', () => {
   const suite = CIPHER_SUITES.TLS_PSK_WITH_AES_128_CCM_8;
 
-  it('a session makes its contexts only after the first two records each way; the sweep takes idle ones back', () => {
+  const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  /** The CcmContext a record cipher holds (AeadCipher is a ContextHolder). */
+  const contextOf = (c: unknown): CcmContext | undefined => (c as ContextHolder).context;
+
+  it('a session makes its contexts only after the first two records each way; the sweep takes idle ones back', async () => {
     const contexts = new CipherContexts(60_000);
     try {
       const keys = deriveKeys(suite, randomBytes(48), randomBytes(32), randomBytes(32));
@@ -242,8 +246,15 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
       exchange(4);
       contexts.sweep();
       contexts.size.should.equal(2);
-      contexts.sweep(); // a whole period unused: released
+      const before = contextOf(server.write)!;
+      contexts.sweep(); // a whole period unused: released on the next turn of the event loop
       contexts.size.should.equal(0);
+      contexts.releasePending.should.equal(2);
+      await nextTurn();
+      contexts.releasePending.should.equal(0);
+      assert.equal(contextOf(server.write), undefined);
+      // its OpenSSL contexts were freed at release, not left to the garbage collector: it cannot seal any more
+      assert.throws(() => before.seal(before.nonce(1, 99), before.aadScratch, Buffer.from('x'), Buffer.alloc(64), 0));
       exchange(5); // made again on the next use, same keys
       contexts.size.should.equal(2);
       // the one-buffer record (header included) is the same bytes as framing encrypt's output, and opens
@@ -268,7 +279,7 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
     }
   });
 
-  it('at most `max` ciphers hold a context; the others keep working on the one-shot path', () => {
+  it('at most `max` ciphers hold a context; the others keep working on the one-shot path', async () => {
     const contexts = new CipherContexts(60_000, 3);
     try {
       const sessions = Array.from({ length: 4 }, () => {
@@ -289,8 +300,56 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
       contexts.sweep(); // all idle now: released, room again
       contexts.size.should.equal(0);
       contexts.hasRoom.should.be.true();
+      await nextTurn();
+      for (const { server } of sessions) assert.equal(contextOf(server.read) ?? contextOf(server.write), undefined);
     } finally {
       contexts.close();
     }
+  });
+
+  it('a sweep releases idle contexts 512 per turn of the event loop; one used again before its turn keeps its context', async () => {
+    const contexts = new CipherContexts(60_000);
+    const released: number[] = [];
+    class Holder {
+      context: CcmContext | undefined;
+      constructor(readonly id: number) {
+        this.context = new CcmContext(randomBytes(16), 8, contexts.scratch);
+      }
+      releaseContext(): void {
+        if (!this.context) return;
+        this.context.wipe();
+        this.context = undefined;
+        released.push(this.id);
+      }
+    }
+    const holders = Array.from({ length: 1200 }, (_, i) => new Holder(i));
+    try {
+      for (const h of holders) contexts.track(h);
+      contexts.size.should.equal(1200);
+      contexts.sweep(); // each used since it was made: kept, marked unused
+      contexts.sweep(); // idle for a whole period: taken out, none released yet
+      contexts.size.should.equal(0);
+      contexts.releasePending.should.equal(1200);
+      released.length.should.equal(0);
+      await nextTurn();
+      released.length.should.equal(512);
+      // a holder still waiting for its turn is used again: it keeps its context and is tracked again
+      const waiting = holders.find((h) => h.context !== undefined)!;
+      const ctx = waiting.context!;
+      const out = Buffer.alloc(64);
+      ctx.seal(ctx.nonce(1, 1), ctx.aadScratch, Buffer.from('still in use'), out, 0);
+      await nextTurn();
+      released.length.should.equal(1024);
+      await nextTurn();
+      released.length.should.equal(1199);
+      contexts.releasePending.should.equal(0);
+      released.includes(waiting.id).should.be.false();
+      waiting.context!.should.equal(ctx);
+      contexts.size.should.equal(1);
+      new Set(released).size.should.equal(1199);
+    } finally {
+      contexts.close();
+    }
+    released.length.should.equal(1200); // close releases the one tracked again
   });
 });
