@@ -297,10 +297,11 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
       contexts.size.should.equal(3);
       contexts.hasRoom.should.be.false();
       contexts.sweep();
-      contexts.sweep(); // all idle now: released, room again
+      contexts.sweep(); // all idle now: taken out; room again once they are released
       contexts.size.should.equal(0);
-      contexts.hasRoom.should.be.true();
+      contexts.hasRoom.should.be.false();
       await nextTurn();
+      contexts.hasRoom.should.be.true();
       for (const { server } of sessions) assert.equal(contextOf(server.read) ?? contextOf(server.write), undefined);
     } finally {
       contexts.close();

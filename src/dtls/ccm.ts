@@ -10,14 +10,6 @@ const DTLS_AAD = 13;
 const ZERO_IV = Buffer.alloc(BLOCK);
 const NO_BYTES = Buffer.alloc(0);
 
-/** Finalises a whole-block cipher without padding (nothing is pending, so nothing comes out), freeing its OpenSSL context. */
-function finish(c: Cipher): void {
-  try {
-    c.final();
-  } catch {
-    // already finalised: its OpenSSL context is gone
-  }
-}
 /** Where the nonce's 48-bit DTLS sequence number starts (after the 4-byte IV and the 2-byte epoch). */
 const SEQ_AT = 6;
 const MAX_SEQ = 2 ** 48 - 1;
@@ -29,6 +21,18 @@ const MAX_SEQ = 2 ** 48 - 1;
 const BATCH_MIN = 4;
 const BATCH_MAX = 16;
 const BATCH_BLOCKS = 5;
+
+/**
+ * Finalises a whole-block cipher without padding (nothing is pending, so nothing comes out), which frees its OpenSSL
+ * context.
+ */
+function finish(c: Cipher): void {
+  try {
+    c.final();
+  } catch {
+    // already finalised: its OpenSSL context is gone
+  }
+}
 
 /**
  * AES-128-CCM (NIST SP 800-38C, RFC 3610) for DTLS 1.2 records, over two long-lived OpenSSL AES contexts of one key:
@@ -422,9 +426,12 @@ export class CipherContexts {
     return this.live.size;
   }
 
-  /** Whether another holder may make a context (beyond `max`, ciphers stay on the one-shot path until a sweep). */
+  /**
+   * Whether another holder may make a context (beyond `max`, ciphers stay on the one-shot path until a sweep); the
+   * contexts a sweep is still releasing count until they are released.
+   */
   get hasRoom(): boolean {
-    return this.live.size < this.max;
+    return this.live.size + this.pending.length < this.max;
   }
 
   track(holder: ContextHolder): void {
@@ -441,7 +448,7 @@ export class CipherContexts {
 
   /**
    * Releases the contexts not used since the previous sweep: RELEASE_SLICE of them per turn of the event loop (each
-   * frees two OpenSSL contexts, ~1.5 µs), so a fleet going quiet all at once does not stop the server for the whole
+   * frees two OpenSSL contexts, ~1.3 µs), so a fleet going quiet all at once does not stop the server for the whole
    * of it. A holder used again before its turn keeps its context and is tracked again.
    */
   sweep(): void {
