@@ -353,4 +353,42 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
     }
     released.length.should.equal(1200); // close releases the one tracked again
   });
+
+  it('a sweep during a release, a holder dropped while waiting, and close() before the release is done', async () => {
+    const contexts = new CipherContexts(60_000);
+    const released: number[] = [];
+    const holders = Array.from({ length: 1100 }, (_, id) => {
+      const h = {
+        id,
+        context: new CcmContext(randomBytes(16), 8, contexts.scratch) as CcmContext | undefined,
+        releaseContext(): void {
+          if (!h.context) return;
+          h.context.wipe();
+          h.context = undefined;
+          released.push(id);
+        },
+      };
+      return h;
+    });
+    for (const h of holders) contexts.track(h);
+    contexts.sweep();
+    contexts.sweep();
+    contexts.releasePending.should.equal(1100);
+    await nextTurn();
+    released.length.should.equal(512);
+    contexts.sweep(); // nothing is live: the holders still waiting are neither counted twice nor released early
+    contexts.releasePending.should.equal(1100 - 512);
+    released.length.should.equal(512);
+    // a session that ends while its holder waits (dispose: release, then forget) is released once
+    const dropped = holders.find((h) => h.context !== undefined)!;
+    dropped.releaseContext();
+    contexts.forget(dropped);
+    contexts.close(); // the rest at once, and no turn of the event loop releases anything after it
+    released.length.should.equal(1100);
+    new Set(released).size.should.equal(1100);
+    contexts.releasePending.should.equal(0);
+    await nextTurn();
+    await nextTurn();
+    released.length.should.equal(1100);
+  });
 });
