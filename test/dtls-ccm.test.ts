@@ -222,6 +222,24 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
   const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
   /** The CcmContext a record cipher holds (AeadCipher is a ContextHolder). */
   const contextOf = (c: unknown): CcmContext | undefined => (c as ContextHolder).context;
+  /** `n` holders with a live context each, tracked by `contexts`; each pushes its id to `released` when released. */
+  const trackedHolders = (contexts: CipherContexts, n: number, released: number[]) => {
+    const holders = Array.from({ length: n }, (_, id) => {
+      const h = {
+        id,
+        context: new CcmContext(randomBytes(16), 8, contexts.scratch) as CcmContext | undefined,
+        releaseContext(): void {
+          if (!h.context) return;
+          h.context.wipe();
+          h.context = undefined;
+          released.push(id);
+        },
+      };
+      return h;
+    });
+    for (const h of holders) contexts.track(h);
+    return holders;
+  };
 
   it('a session makes its contexts only after the first two records each way; the sweep takes idle ones back', async () => {
     const contexts = new CipherContexts(60_000);
@@ -311,21 +329,8 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
   it('a sweep releases idle contexts 512 per turn of the event loop; one used again before its turn keeps its context', async () => {
     const contexts = new CipherContexts(60_000);
     const released: number[] = [];
-    class Holder {
-      context: CcmContext | undefined;
-      constructor(readonly id: number) {
-        this.context = new CcmContext(randomBytes(16), 8, contexts.scratch);
-      }
-      releaseContext(): void {
-        if (!this.context) return;
-        this.context.wipe();
-        this.context = undefined;
-        released.push(this.id);
-      }
-    }
-    const holders = Array.from({ length: 1200 }, (_, i) => new Holder(i));
+    const holders = trackedHolders(contexts, 1200, released);
     try {
-      for (const h of holders) contexts.track(h);
       contexts.size.should.equal(1200);
       contexts.sweep(); // each used since it was made: kept, marked unused
       contexts.sweep(); // idle for a whole period: taken out, none released yet
@@ -357,20 +362,7 @@ describe('CCM record ciphers and their contexts (CipherContexts)', () => {
   it('a sweep during a release, a holder dropped while waiting, and close() before the release is done', async () => {
     const contexts = new CipherContexts(60_000);
     const released: number[] = [];
-    const holders = Array.from({ length: 1100 }, (_, id) => {
-      const h = {
-        id,
-        context: new CcmContext(randomBytes(16), 8, contexts.scratch) as CcmContext | undefined,
-        releaseContext(): void {
-          if (!h.context) return;
-          h.context.wipe();
-          h.context = undefined;
-          released.push(id);
-        },
-      };
-      return h;
-    });
-    for (const h of holders) contexts.track(h);
+    const holders = trackedHolders(contexts, 1100, released);
     contexts.sweep();
     contexts.sweep();
     contexts.releasePending.should.equal(1100);

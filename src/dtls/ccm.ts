@@ -9,7 +9,6 @@ const NONCE = 12;
 const DTLS_AAD = 13;
 const ZERO_IV = Buffer.alloc(BLOCK);
 const NO_BYTES = Buffer.alloc(0);
-
 /** Where the nonce's 48-bit DTLS sequence number starts (after the 4-byte IV and the 2-byte epoch). */
 const SEQ_AT = 6;
 const MAX_SEQ = 2 ** 48 - 1;
