@@ -5,7 +5,8 @@
  * prints reads/s, server CPU µs per read and p50/p99 of each round. BENCH_PROFILE=1 runs the server under
  * `node --cpu-prof` and prints the top of the read-window profile; BENCH_RATE=n runs an open loop at n reads/s instead
  * (latency at that rate); BENCH_STALL=ms stops the fleet for that long in each round; BENCH_ACTIVE=n reads only n of
- * the devices in every other round; BENCH_TRACE_GC=1 shows the
+ * the devices in every other round; BENCH_QUIET=s waits that long without reads before each round after the first;
+ * BENCH_TRACE_GC=1 shows the
  * server's garbage collections; BENCH_FLEET_PROCS (default 2) fleet processes; BENCH_SERVER_ARGS / BENCH_FLEET_ARGS
  * the Node options of server and fleet (as in run.js, see lib/node-args.js). Uses the built dist/ (or BENCH_ROOT).
  */
@@ -42,6 +43,11 @@ const STALL = process.env.BENCH_STALL ? Number(process.env.BENCH_STALL) : undefi
  * idle), to compare a small working set with the whole fleet on one server in one run.
  */
 const ACTIVE = process.env.BENCH_ACTIVE ? Number(process.env.BENCH_ACTIVE) : undefined;
+/**
+ * BENCH_QUIET=s: before every round but the first, no reads for that many seconds (what the full run's latency window
+ * follows: an echo segment and the small-fleet segment, ~22 s without reads on the measured server).
+ */
+const QUIET = process.env.BENCH_QUIET ? Number(process.env.BENCH_QUIET) : 0;
 const HOST = '127.0.0.1';
 
 async function main() {
@@ -56,6 +62,7 @@ async function main() {
     await Promise.all(fleets.map((f, i) => f.call('register', { host: HOST, port, bind: HOST, from: i * part, count: Math.min(part, N - i * part), concurrency: 32 })));
     const { count } = await server.call('registered');
     for (let r = 0; r < ROUNDS; r++) {
+      if (r > 0 && QUIET > 0) await new Promise((resolve) => setTimeout(resolve, QUIET * 1000));
       const f0 = await Promise.all(fleets.map((f) => f.call('cpu')));
       if (SLOW !== undefined) await Promise.all(fleets.map((f) => f.call('gcLog')));
       let stallTimer;
@@ -89,7 +96,7 @@ async function main() {
       }
       windows.push(res.windowHr.map((x) => Number(BigInt(x) / 1000n)));
       console.log(`round ${r + 1}: ${Math.round(res.rps)} reads/s, server ${((res.cpuPct / 100) * 1e6 / res.rps).toFixed(1)} us/read (CPU ${res.cpuPct.toFixed(0)} %), fleet ~${fleetUs.toFixed(1)} us/read, ` +
-        `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, server loop delay p99/max ${res.loopDelay.p99Ms.toFixed(1)}/${res.loopDelay.maxMs.toFixed(1)} ms, fleet GC max ${Math.max(...f1.map((f) => f.gc.maxMs)).toFixed(1)} ms (${f1.reduce((a, f, i) => a + f.gc.major - f0[i].gc.major, 0)} major), fleet loop delay p99/max ${Math.max(...f1.map((f) => f.loopDelay.p99Ms)).toFixed(1)}/${Math.max(...f1.map((f) => f.loopDelay.maxMs)).toFixed(1)} ms, failed ${res.failed}${res.inFlight ? `, in flight ${res.inFlight.mean.toFixed(1)} (max ${res.inFlight.max})` : ''}, load ${os.loadavg()[0].toFixed(2)}`);
+        `sys ${res.sysPct?.toFixed(0)} %, GC ${((res.gc.minorMs + res.gc.majorMs) / (res.rps * SECONDS) * 1000).toFixed(1)} us/read (${Math.round(res.rps * SECONDS / Math.max(1, res.gc.minor))} reads/scavenge, max ${res.gc.maxMs.toFixed(1)} ms; ${res.gc.major} full, ${res.gc.majorMs.toFixed(0)} ms), p50 ${res.latency.p50.toFixed(2)} ms, p99 ${res.latency.p99.toFixed(2)} ms, server loop delay p99/max ${res.loopDelay.p99Ms.toFixed(1)}/${res.loopDelay.maxMs.toFixed(1)} ms, fleet GC max ${Math.max(...f1.map((f) => f.gc.maxMs)).toFixed(1)} ms (${f1.reduce((a, f, i) => a + f.gc.major - f0[i].gc.major, 0)} major), fleet loop delay p99/max ${Math.max(...f1.map((f) => f.loopDelay.p99Ms)).toFixed(1)}/${Math.max(...f1.map((f) => f.loopDelay.maxMs)).toFixed(1)} ms, failed ${res.failed}${res.inFlight ? `, in flight ${res.inFlight.mean.toFixed(1)} (max ${res.inFlight.max})` : ''}, load ${os.loadavg()[0].toFixed(2)}`);
     }
   } finally {
     await Promise.all([server, ...fleets].map((c) => c.exit()));

@@ -16,8 +16,9 @@
  * such as a full garbage collection, happened to fall inside the window), BENCH_FLEET_PROCS (fleet processes for the
  * reads, the echo and the handshakes; default 1: the echo limit is then between two Node processes, as the issue
  * defines it, and the server, the fleet and nothing else share the 2 cores),
- * BENCH_SERVER_ARGS (Node options of the measured server processes, default none: Node's defaults, the README's
- * recommendation), BENCH_ALT_SERVER_ARGS (the second latency server's, default --max-semi-space-size=4), BENCH_FLEET_ARGS (Node options of the fleet processes, default
+ * BENCH_SERVER_ARGS (Node options of the measured server processes, default the README's recommendation:
+ * --no-allocation-site-pretenuring --heap-growing-percent=100; empty: Node's defaults), BENCH_ALT_SERVER_ARGS (the
+ * second latency server's, default Node's defaults), BENCH_FLEET_ARGS (Node options of the fleet processes, default
  * --max-semi-space-size=2), BENCH_ALT=0 (skip the latency phase of the second server), BENCH_FLEET_CCM=0 (the fleet's
  * devices without long-lived CCM contexts), BENCH_CIPHER_CONTEXTS (the server's dtls.maxCipherContexts), BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
  * built copy of the package: the directory holding its dist/ and nodes/), BENCH_HEAP=0 (skip the heap snapshots).
@@ -435,10 +436,10 @@ async function profileServer() {
 }
 
 /**
- * Phase group 1b: the latency phase again, on a second server with the other Node options (ALT_SERVER_ARGS: a 4 MiB
- * young generation when the measured server has Node's defaults), at the same offered rate as the main latency
- * phase, after the same kind of warm-up (registrations, idle until memory settles, reads at the maximum rate): what
- * the young generation changes. Skipped with BENCH_ALT=0 or when both option lists are the same.
+ * Phase group 1b: the latency phase again, on a second server with the other Node options (ALT_SERVER_ARGS: Node's
+ * defaults when the measured server has options of its own), at the same offered rate as the main latency phase,
+ * after the same kind of warm-up (registrations, idle until memory settles, reads at the maximum rate): what the
+ * options change. Skipped with BENCH_ALT=0 or when both option lists are the same.
  */
 async function altLatency() {
   const server = spawn(SERVER, { execArgv: ['--expose-gc', ...ALT_SERVER_ARGS], name: `server (${argsLabel(ALT_SERVER_ARGS)})` });
