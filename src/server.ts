@@ -98,7 +98,7 @@ export interface Lwm2mServerOptions {
   trustedCAs?: string[];
   /** CoAP settings: ackTimeoutMs, ackRandomFactor, maxRetransmit, blockSize (16..1024), maxBodySize, … */
   coap?: Omit<CoapEndpointOptions, 'onRequest' | 'log'>;
-  dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number; maxCipherContexts?: number };
+  dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number; maxCipherContexts?: number; cipherContextIdleMs?: number };
   model?: ObjectModel;
   /** A folder of extra DDF XML object definitions to load into the object model. */
   modelDir?: string;

@@ -134,6 +134,28 @@ describe('DtlsServer with node-dtls-client', () => {
     h.server.sessions.size.should.equal(0);
   });
 
+  it('releases a quiet session\'s cipher contexts after cipherContextIdleMs, keeps them by default, makes them again on use', async () => {
+    const quick = await harness({ pskLookup: psk, cipherContextIdleMs: 100 });
+    const usual = await harness();
+    const a = client(quick, 'TLS_PSK_WITH_AES_128_CCM_8');
+    const b = client(usual, 'TLS_PSK_WITH_AES_128_CCM_8');
+    await Promise.all([a.connected, b.connected]);
+    for (let i = 0; i < 4; i++) {
+      (await roundTrip(a, `a${i}`)).should.equal(`a${i}`);
+      (await roundTrip(b, `b${i}`)).should.equal(`b${i}`);
+    }
+    // busy beyond the handshake: a context each way
+    quick.server.cipherContextCount.should.equal(2);
+    usual.server.cipherContextCount.should.equal(2);
+    // one to two 100 ms periods without records
+    (await waitFor(() => quick.server.cipherContextCount === 0, 2000)).should.be.true();
+    // the default period (a minute) has not passed: still held
+    usual.server.cipherContextCount.should.equal(2);
+    // records still flow, on contexts made again
+    for (let i = 0; i < 3; i++) (await roundTrip(a, `again${i}`)).should.equal(`again${i}`);
+    quick.server.cipherContextCount.should.equal(2);
+  });
+
   it('wrong key: no session, handshakeFailed with bad_record_mac or decrypt_error', async () => {
     for (const { node: suite } of SUITES) {
       const h = await harness();

@@ -419,7 +419,7 @@ export class CipherContexts {
   /** The scratch buffers every context of this owner shares. */
   readonly scratch = new CcmScratch();
 
-  constructor(private readonly idleMs = 10_000, private readonly max = 32768) {}
+  constructor(private readonly idleMs = 60_000, private readonly max = 32768) {}
 
   get size(): number {
     return this.live.size;

@@ -69,6 +69,14 @@ export interface DtlsServerOptions {
    * the others use a one-shot OpenSSL context per record. Default 32768 (the busiest 16,384 sessions, ~108 MB at most).
    */
   maxCipherContexts?: number;
+  /**
+   * A record cipher's long-lived AES-CCM contexts are released after one to two such periods without traffic (the
+   * sweep runs once per period). Default 60000: a device with traffic at least once a minute (observations,
+   * periodic reads) keeps its contexts instead of making them again each time, and a fleet that goes quiet for less
+   * than that does not leave tens of thousands of cipher objects for the next full garbage collection to finalise
+   * (~1 µs each, inside its pause).
+   */
+  cipherContextIdleMs?: number;
   /** Cookie secret rotation period; cookies from the current and the previous secret are accepted. Default 60000. */
   cookieRotateMs?: number;
   /** 'debug' for handshakes, 'trace' for records. Keys and PSKs are never logged. */
@@ -112,6 +120,11 @@ const noLog: LogFn = () => undefined;
  *         'handshakeFailed' (HandshakeFailedInfo) for each failed handshake.
  */
 export class DtlsServer extends EventEmitter {
+  /** Record ciphers holding a long-lived AES-CCM context (see maxCipherContexts), those being released included. */
+  get cipherContextCount(): number {
+    return this.cipherContexts.size + this.cipherContexts.releasePending;
+  }
+
   readonly stats: DtlsServerStats = {
     handshakes: 0, handshakesFailed: 0, recordsDropped: 0, cookiesSent: 0, alertsSent: 0, resumptions: 0,
     migrations: 0, restored: 0,
@@ -148,7 +161,7 @@ export class DtlsServer extends EventEmitter {
     this.log = opts.log ?? noLog;
     this.maxHandshakes = opts.maxHandshakes ?? 1000;
     this.maxSessions = opts.maxSessions ?? 100000;
-    this.cipherContexts = new CipherContexts(10_000, opts.maxCipherContexts ?? 32768);
+    this.cipherContexts = new CipherContexts(opts.cipherContextIdleMs ?? 60_000, opts.maxCipherContexts ?? 32768);
     this.cookies = new CookieJar(opts.cookieRotateMs ?? 60_000);
     if (opts.resumption !== false) {
       this.cache = new SessionCache(opts.resumption?.maxEntries ?? 10_000, opts.resumption?.ttlMs ?? 86_400_000);
