@@ -3,7 +3,7 @@ import * as dgram from 'node:dgram';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import should from 'should';
-import type { DtlsSession, HandshakeFailedInfo } from '../src/dtls';
+import { DtlsServer, type DtlsSession, type HandshakeFailedInfo } from '../src/dtls';
 import {
   delay, type Harness, type NodeClient, nodeClient, type NodeSuite, sClient, type SClient, startHarness, waitFor,
 } from './support/dtls-harness';
@@ -154,6 +154,10 @@ describe('DtlsServer with node-dtls-client', () => {
     // records still flow, on contexts made again
     for (let i = 0; i < 3; i++) (await roundTrip(a, `again${i}`)).should.equal(`again${i}`);
     quick.server.cipherContextCount.should.equal(2);
+    // a period that would sweep without pause (or never) is refused
+    for (const bad of [0, -1, Number.NaN, Infinity]) {
+      (() => new DtlsServer({ pskLookup: psk, send: () => undefined, cipherContextIdleMs: bad })).should.throw(/cipherContextIdleMs/);
+    }
   });
 
   it('wrong key: no session, handshakeFailed with bad_record_mac or decrypt_error', async () => {

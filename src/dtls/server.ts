@@ -161,7 +161,9 @@ export class DtlsServer extends EventEmitter {
     this.log = opts.log ?? noLog;
     this.maxHandshakes = opts.maxHandshakes ?? 1000;
     this.maxSessions = opts.maxSessions ?? 100000;
-    this.cipherContexts = new CipherContexts(opts.cipherContextIdleMs ?? 60_000, opts.maxCipherContexts ?? 32768);
+    const contextIdleMs = opts.cipherContextIdleMs ?? 60_000;
+    if (!(contextIdleMs >= 1) || !Number.isFinite(contextIdleMs)) throw new RangeError('cipherContextIdleMs must be a positive number of milliseconds');
+    this.cipherContexts = new CipherContexts(contextIdleMs, opts.maxCipherContexts ?? 32768);
     this.cookies = new CookieJar(opts.cookieRotateMs ?? 60_000);
     if (opts.resumption !== false) {
       this.cache = new SessionCache(opts.resumption?.maxEntries ?? 10_000, opts.resumption?.ttlMs ?? 86_400_000);
