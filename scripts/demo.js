@@ -47,8 +47,8 @@ function prepareUserDir() {
 async function main() {
   const serverNode = prepareUserDir();
   const coaps = Number(serverNode.coapsPort || 5684);
-  // the V8 options README "Tuning" recommends for a busy server
-  const red = spawn(process.execPath, ['--no-allocation-site-pretenuring', '--heap-growing-percent=100', require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
+  // the Node options README "Tuning" recommends for a busy server
+  const red = spawn(process.execPath, ['--no-allocation-site-pretenuring', '--heap-growing-percent=100', '--max-semi-space-size=4', require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let device;
