@@ -7,7 +7,7 @@ import { isIP, isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Channel, LogFn } from './channel';
 import { CoapEndpoint, CoapTimeoutError, type CoapEndpointOptions, type CoapMessage, type CoapResponseInit, type ExchangeSink } from './coap';
-import { DtlsServer, type DtlsSession } from './dtls';
+import { DtlsServer, type DtlsServerOptions, type DtlsSession } from './dtls';
 import type { DtlsSessionState } from './dtls/session';
 import { ContentType } from './dtls/record';
 import { ObjectModel } from './lwm2m/model';
@@ -98,7 +98,7 @@ export interface Lwm2mServerOptions {
   trustedCAs?: string[];
   /** CoAP settings: ackTimeoutMs, ackRandomFactor, maxRetransmit, blockSize (16..1024), maxBodySize, … */
   coap?: Omit<CoapEndpointOptions, 'onRequest' | 'log'>;
-  dtls?: { handshakeTimeoutMs?: number; maxHandshakes?: number; retransmitInitialMs?: number; maxCipherContexts?: number; cipherContextIdleMs?: number };
+  dtls?: Pick<DtlsServerOptions, 'handshakeTimeoutMs' | 'maxHandshakes' | 'retransmitInitialMs' | 'maxCipherContexts' | 'cipherContextIdleMs'>;
   model?: ObjectModel;
   /** A folder of extra DDF XML object definitions to load into the object model. */
   modelDir?: string;

@@ -8,7 +8,7 @@
  * generation's next full collection at ~1.1 x what survived the last one (the server promotes little at a steady
  * rate), so every burst of promotion (requests piling up behind any pause, 10,000 sessions' cipher contexts made
  * again after a quiet stretch) brings the next full collection within a second or two, whose pause piles up
- * requests again: runs of 4-21 full collections per 30 s. And in about half of the server processes V8 decided, on
+ * requests again: runs of 4-21 full collections per 30 s. And in some server processes (2 of 5 in an A/B) V8 decided, on
  * allocation-site feedback, to allocate objects of the request path in the old generation directly (a read then
  * cost ~4 us more and brought a full collection every ~2 s). BENCH_SERVER_ARGS overrides (an empty value: Node's
  * defaults).

@@ -392,6 +392,9 @@ function counterBlocks(a: Buffer, nonce: Buffer, seq: number, count: number, blo
   }
 }
 
+/** The default period of CipherContexts' idle sweep (DtlsServer's cipherContextIdleMs). */
+export const DEFAULT_CONTEXT_IDLE_MS = 60_000;
+
 /** Idle contexts a sweep releases per turn of the event loop (see CipherContexts.sweep). */
 const RELEASE_SLICE = 512;
 
@@ -419,7 +422,7 @@ export class CipherContexts {
   /** The scratch buffers every context of this owner shares. */
   readonly scratch = new CcmScratch();
 
-  constructor(private readonly idleMs = 60_000, private readonly max = 32768) {}
+  constructor(private readonly idleMs = DEFAULT_CONTEXT_IDLE_MS, private readonly max = 32768) {}
 
   get size(): number {
     return this.live.size;

@@ -7,7 +7,7 @@ import { type CachedSession, type ResumptionState, SessionCache } from './cache'
 import { type CertificateOptions, loadServerCredentials, loadTrustedCAs } from './certs';
 import { CookieJar } from './cookie';
 import { KeyStore } from './keystore';
-import { CipherContexts } from './ccm';
+import { CipherContexts, DEFAULT_CONTEXT_IDLE_MS } from './ccm';
 import {
   DecodeError, type HandshakeFragment, HandshakeType, decodeClientHello, encodeHandshake, encodeHelloVerifyRequest,
   isComplete, MessageAssembler, parseHandshakeFragments,
@@ -161,8 +161,11 @@ export class DtlsServer extends EventEmitter {
     this.log = opts.log ?? noLog;
     this.maxHandshakes = opts.maxHandshakes ?? 1000;
     this.maxSessions = opts.maxSessions ?? 100000;
-    const contextIdleMs = opts.cipherContextIdleMs ?? 60_000;
-    if (!(contextIdleMs >= 1) || !Number.isFinite(contextIdleMs)) throw new RangeError('cipherContextIdleMs must be a positive number of milliseconds');
+    const contextIdleMs = opts.cipherContextIdleMs ?? DEFAULT_CONTEXT_IDLE_MS;
+    // a timer's longest delay is 2^31 - 1 ms: Node runs a longer one after 1 ms
+    if (!(contextIdleMs >= 1 && contextIdleMs <= 2 ** 31 - 1)) {
+      throw new RangeError('cipherContextIdleMs must be between 1 and 2147483647 milliseconds');
+    }
     this.cipherContexts = new CipherContexts(contextIdleMs, opts.maxCipherContexts ?? 32768);
     this.cookies = new CookieJar(opts.cookieRotateMs ?? 60_000);
     if (opts.resumption !== false) {
