@@ -13,6 +13,7 @@ const root = path.resolve(__dirname, '..');
 const userDir = path.join(root, '.demo-userdir');
 const uiPort = Number(process.env.DEMO_UI_PORT || 1880);
 const pkg = require(path.join(root, 'package.json'));
+const { RECOMMENDED } = require(path.join(root, 'bench', 'lib', 'node-args'));
 
 // The demo credentials (also in the README). Real deployments set their own in the server node's dialog.
 const DEMO = { endpoint: 'demo-device', identity: 'demo-device-id', keyText: 'demo-secret-key!' };
@@ -47,8 +48,8 @@ function prepareUserDir() {
 async function main() {
   const serverNode = prepareUserDir();
   const coaps = Number(serverNode.coapsPort || 5684);
-  // the Node options README "Tuning" recommends for a busy server
-  const red = spawn(process.execPath, ['--no-allocation-site-pretenuring', '--heap-growing-percent=100', '--max-semi-space-size=4', require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
+  // the Node options README "Tuning" recommends for a busy server (one list, shared with the bench)
+  const red = spawn(process.execPath, [...RECOMMENDED, require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let device;

@@ -22,10 +22,11 @@
  * objects) reached ~10 ms and showed up in the server's latency figures. BENCH_FLEET_ARGS overrides.
  */
 const split = (v) => v.split(' ').filter(Boolean);
+/** The options README "Tuning" recommends for a busy server (`npm start` runs Node-RED with them too). */
 const RECOMMENDED = ['--no-allocation-site-pretenuring', '--heap-growing-percent=100', '--max-semi-space-size=4'];
 const SERVER_ARGS = process.env.BENCH_SERVER_ARGS !== undefined ? split(process.env.BENCH_SERVER_ARGS) : RECOMMENDED;
 const ALT_SERVER_ARGS = process.env.BENCH_ALT_SERVER_ARGS !== undefined ? split(process.env.BENCH_ALT_SERVER_ARGS)
   : SERVER_ARGS.length === 0 ? ['--max-semi-space-size=4'] : [];
 const FLEET_ARGS = process.env.BENCH_FLEET_ARGS !== undefined ? split(process.env.BENCH_FLEET_ARGS) : ['--max-semi-space-size=2'];
 
-module.exports = { SERVER_ARGS, ALT_SERVER_ARGS, FLEET_ARGS };
+module.exports = { RECOMMENDED, SERVER_ARGS, ALT_SERVER_ARGS, FLEET_ARGS };
