@@ -8,6 +8,8 @@
  *   handshakes { host, port, bind, from, idCount, concurrency, durationMs, withRequest }
  *              repeated fresh sessions: new socket, full PSK handshake, [one CoAP GET answered by the server],
  *              close_notify, socket closed
+ *   floorStart { host, port, bind, from, count }  record-layer floor devices (bench/lib/floor.js): DTLS sessions
+ *              established with derived keys, no handshake; returns their ports
  *   echoStart  { bind, replySize, tagged? }  a raw UDP echo socket answering each datagram with replySize bytes
  *              (tagged: starting with the request's first 4 bytes)
  *   cpu        process.cpuUsage(), the wall clock, this process's garbage collections (count, pause time, major
@@ -21,6 +23,7 @@ const dgram = require('node:dgram');
 const { DtlsClient } = require('./lib/dtls-client');
 const coap = require('./lib/coap');
 const keys = require('./lib/keys');
+const { floorKeys } = require('./lib/floor');
 const { serveCommands } = require('./lib/child');
 // The package's CCM over long-lived AES contexts, so busy simulated devices cost the load generator less CPU.
 const CcmContext = process.env.BENCH_FLEET_CCM === '0' ? undefined : require('../dist/index.js').CcmContext;
@@ -48,6 +51,8 @@ new PerformanceObserver((list) => {
 }).observe({ entryTypes: ['gc'] });
 
 const devices = [];
+/** The record-layer floor's devices (floorStart), apart from the registered ones. */
+const floorDevices = [];
 const stats = { readsAnswered: 0, reqBytes: 0, respBytes: 0, sizeSamples: 0 };
 let echoSocket;
 const READ_PAYLOAD = Buffer.from('Open Mobile Alliance');
@@ -228,6 +233,23 @@ async function register({ host, port, bind, from, count, concurrency }) {
   });
 }
 
+/**
+ * Record-layer floor devices (bench/lib/floor.js): sockets of their own, sessions established with derived keys and
+ * no handshake, answering GETs as the registered devices do. Returns their ports.
+ */
+async function floorStart({ host, port, bind, from, count }) {
+  const ports = [];
+  for (let k = 0; k < count; k++) {
+    const socket = await bindSocket(bind);
+    const d = new Device(from + k, socket, host, port);
+    const key = floorKeys(from + k);
+    d.client.establish({ writeKey: key.clientKey, writeIv: key.clientIv, readKey: key.serverKey, readIv: key.serverIv });
+    floorDevices.push(d);
+    ports.push(socket.address().port);
+  }
+  return { ports };
+}
+
 async function handshakes({ host, port, bind, from, idCount, concurrency, durationMs, withRequest }) {
   const deadline = performance.now() + durationMs;
   return pool(Number.MAX_SAFE_INTEGER, concurrency, async (k) => {
@@ -288,6 +310,7 @@ async function handle(msg) {
     case 'register': return register(msg);
     case 'handshakes': return handshakes(msg);
     case 'echoStart': return echoStart(msg);
+    case 'floorStart': return floorStart(msg);
     case 'echoStop':
       if (echoSocket) await closeSocket(echoSocket);
       echoSocket = undefined;
@@ -310,7 +333,7 @@ async function handle(msg) {
     }
     case 'exit':
       for (const d of devices) d.client.close();
-      await Promise.all(devices.map((d) => closeSocket(d.socket)));
+      await Promise.all([...devices, ...floorDevices].map((d) => closeSocket(d.socket)));
       if (echoSocket) await closeSocket(echoSocket);
       setImmediate(() => process.exit(0));
       return {};

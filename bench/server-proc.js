@@ -18,6 +18,8 @@
  *               the garbage collections in the measuring window and (slowMs) the requests that took that long, and
  *               how many of them were outstanding while this process collected garbage
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
+ *   floorBind   a UDP socket for the record-layer floor (bench/lib/floor.js); its port
+ *   floorLoad   { ports, fromIndex, window, durationMs, warmupMs }  the floor's closed-loop reads over that socket
  *   echoLatency { target: {address, port}, rate, durationMs, warmupMs, size }  raw UDP round trips at a rate, timed
  *               (the target: a tagged echo, see fleet.js)
  *   cpu         process.cpuUsage() and the wall clock
@@ -440,7 +442,22 @@ async function stop() {
   }
   if (server) await server.stop();
   server = undefined;
+  if (floorSocket) await new Promise((r) => floorSocket.close(r));
+  floorSocket = undefined;
   return {};
+}
+
+/** The record-layer floor's socket (floorBind) and reads (floorLoad), see bench/lib/floor.js; no Lwm2mServer. */
+let floorSocket;
+async function floorBind() {
+  floorSocket = dgram.createSocket('udp4');
+  await new Promise((r) => floorSocket.bind(0, '127.0.0.1', r));
+  return { port: floorSocket.address().port };
+}
+
+function floorLoad(msg) {
+  const { CcmContext, CcmScratch } = require(path.join(ROOT, 'dist/index.js'));
+  return require('./lib/floor').floorLoad({ ...msg, CcmContext, CcmScratch, socket: floorSocket });
 }
 
 async function handle(msg) {
@@ -458,6 +475,8 @@ async function handle(msg) {
     case 'load': return load(msg);
     case 'hold': return hold(msg);
     case 'echo': return echo(msg);
+    case 'floorBind': return floorBind();
+    case 'floorLoad': return floorLoad(msg);
     case 'smaps': return smaps();
     case 'cpu': return { cpu: process.cpuUsage(), wall: performance.now() };
     case 'heapSnapshot': {
