@@ -21,7 +21,7 @@
  * second latency server's, default Node's defaults), BENCH_FLEET_ARGS (Node options of the fleet processes, default
  * --max-semi-space-size=2), BENCH_ALT=0 (skip the latency phase of the second server), BENCH_FLEET_CCM=0 (the fleet's
  * devices without long-lived CCM contexts), BENCH_CIPHER_CONTEXTS (the server's dtls.maxCipherContexts), BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another
- * built copy of the package: the directory holding its dist/ and nodes/), BENCH_HEAP=0 (skip the heap snapshots).
+ * built copy of the package: the directory holding its dist/ and nodes/), BENCH_HEAP=0 (skip the heap snapshots), BENCH_FLOOR=0 (skip the DTLS record-layer floor's segments).
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -57,8 +57,12 @@ const CFG = {
   profile: process.env.BENCH_PROFILE !== '0',
   nodered: process.env.BENCH_NODERED !== '0',
   heap: process.env.BENCH_HEAP !== '0',
+  /** The DTLS record-layer floor segments in the pairs phase (bench/lib/floor.js); BENCH_FLOOR=0 leaves them out. */
+  floor: process.env.BENCH_FLOOR !== '0',
 };
 const HS_FROM = 1_000_000;
+/** The record-layer floor's devices are numbered from here (their session keys are derived from the number). */
+const FLOOR_FROM = 2_000_000;
 const HS_IDS = 64;
 const HOST = '127.0.0.1';
 const SERVER = path.join(__dirname, 'server-proc.js');
@@ -200,6 +204,25 @@ async function smallFleetServer(n) {
   }
 }
 
+/**
+ * The DTLS record-layer floor (bench/lib/floor.js): a process doing only what every DTLS read must, and a fleet
+ * process with `n` devices whose sessions are established with derived keys (no handshake). The pairs phase measures
+ * it after each echo segment. The caller ends both processes.
+ */
+async function floorPair(n) {
+  const server = spawn(SERVER, { execArgv: [...SERVER_ARGS], name: 'floor server' });
+  const fleet = spawn(FLEET, { name: 'floor fleet', execArgv: FLEET_ARGS });
+  try {
+    const { port } = await server.call('floorBind');
+    const { ports } = await fleet.call('floorStart', { host: HOST, port, bind: HOST, from: FLOOR_FROM, count: n });
+    await server.call('floorLoad', { ports, fromIndex: FLOOR_FROM, window: CFG.window, durationMs: 2000 });
+    return { server, fleet, ports };
+  } catch (err) {
+    await exitAll([server, fleet]);
+    throw err;
+  }
+}
+
 /** Phase group 1: the registered fleet against one server: registrations, memory at 10k, reads, latency, echo, handshakes. */
 async function mainServer() {
   const server = spawn(SERVER, { execArgv: ['--expose-gc', ...SERVER_ARGS], name: 'server' });
@@ -266,6 +289,8 @@ async function mainServer() {
       const registered = results.registeredDevices || CFG.devices;
       const smallCount = CFG.smallFleet > 0 && CFG.smallFleet < registered ? CFG.smallFleet : 0;
       const smallSet = smallCount > 0 ? await smallFleetServer(smallCount) : undefined;
+      const floorSet = CFG.floor ? await floorPair(registered) : undefined;
+      const floors = [];
       try {
         for (let k = 0; k < CFG.pairs; k++) {
           pooled.push(await measured(fleets, undefined, () => server.call('load', { from: 0, count: results.registeredDevices || CFG.devices, window: CFG.window, durationMs: CFG.seconds * 1000 })));
@@ -285,9 +310,27 @@ async function mainServer() {
           if (smallSet) {
             small.push(await measured(smallSet.fleets, undefined, () => smallSet.server.call('load', { from: 0, count: smallCount, window: CFG.window, durationMs: CFG.seconds * 1000 })));
           }
+          if (floorSet) {
+            floors.push(await measured([floorSet.fleet], undefined, () => floorSet.server.call('floorLoad', { ports: floorSet.ports, fromIndex: FLOOR_FROM, window: CFG.window, durationMs: CFG.seconds * 1000 })));
+          }
         }
       } finally {
         if (smallSet) await exitAll([smallSet.server, ...smallSet.fleets]);
+        if (floorSet) await exitAll([floorSet.server, floorSet.fleet]);
+      }
+      if (floors.length > 0) {
+        // each compared with the echo segment and the pooled segment of its own pair
+        const a = medianOf(floors, (x) => x.rps);
+        results.floorDevices = floorSet.ports.length;
+        results.floorReadRps = a.rps;
+        results.floorServerUsPerOp = (a.cpuPct / 100) * 1e6 / a.rps;
+        results.floorFleetCpuPct = a.fleetCpuPct;
+        results.floorReadFailures = floors.reduce((x, f) => x + f.failed, 0);
+        results.floorSegments = floors.map((x) => Math.round(x.rps));
+        const vsEcho = floors.map((x, i) => x.rps / echoes[i].rps);
+        results.floorVsUdpPairs = vsEcho.map((x) => Math.round(x * 1000) / 1000);
+        results.floorVsUdp = medianOf(vsEcho, (x) => x);
+        results.pooledVsFloor = medianOf(pooled.map((x, i) => x.rps / floors[i].rps), (x) => x);
       }
       if (small.length > 0) {
         // each compared with the echo segment right before it
@@ -525,6 +568,7 @@ function table(profile) {
   const rows = [
     ['raw UDP echo round trips/s (limit)', fmt(r.udpEchoRps), `window ${CFG.window}, ${r.readDatagramBytes?.req ?? '?'} B out / ${r.readDatagramBytes?.resp ?? '?'} B back, ${CFG.fleetProcs} echo process${CFG.fleetProcs === 1 ? '' : 'es'}; median of segments ${JSON.stringify(r.udpEchoSegments ?? [])}; sender CPU ${fmt(r.udpEchoCpuPct)} % (${fmt(r.udpEchoServerUsPerOp, 1)} us/op), echo CPU ${fmt(r.udpEchoFleetCpuPct)} %`],
     ['pooled LwM2M Read round trips/s', fmt(r.pooledReadRps), `Lwm2mServer.request read /3/0/0, window ${CFG.window}, over ${fmt(r.registeredDevices)} registered DTLS devices; median of segments ${JSON.stringify(r.pooledSegments ?? [])}, each followed by an echo segment (pooled / echo per pair ${JSON.stringify(r.pooledVsUdpPairs ?? [])}); server CPU ${fmt(r.pooledServerCpuPct)} % (${fmt(r.pooledServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.loadGeneratorCpuPct)} %${r.windowSweep ? `; window sweep ${JSON.stringify(r.windowSweep)}` : ''}`],
+    ...(r.floorReadRps ? [['DTLS record-layer floor round trips/s', fmt(r.floorReadRps), `a process doing only the DTLS record layer and a CoAP match per read (bench/lib/floor.js) with ${fmt(r.floorDevices)} devices whose sessions are set up without handshakes, each segment after an echo segment (floor / echo per pair ${JSON.stringify(r.floorVsUdpPairs ?? [])}, median ${fmt(r.floorVsUdp, 3)} x; pooled / floor median ${fmt(r.pooledVsFloor, 3)} x); median of segments ${JSON.stringify(r.floorSegments ?? [])}; floor server ${fmt(r.floorServerUsPerOp, 1)} us/op, fleet CPU ${fmt(r.floorFleetCpuPct)} %${r.floorReadFailures ? `, ${fmt(r.floorReadFailures)} failed` : ''}`]] : []),
     ...(r.smallFleetReadRps ? [[`pooled LwM2M Read round trips/s, ${fmt(r.smallFleetDevices)}-device fleet`, fmt(r.smallFleetReadRps), `a second server and fleet process, each segment after an echo segment (pooled / echo per pair ${JSON.stringify(r.smallFleetVsUdpPairs ?? [])}, median ${fmt(r.smallFleetVsUdp, 3)} x); median of segments ${JSON.stringify(r.smallFleetSegments ?? [])}; server ${fmt(r.smallFleetServerUsPerOp, 1)} us/op, fleet CPU ${fmt(r.smallFleetCpuPct)} %`]] : []),
     ['handshake-per-request round trips/s', fmt(r.perRequestHandshakeRps), `window ${CFG.window}; server CPU ${fmt(r.perRequestServerCpuPct)} % (${fmt(r.perRequestServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.perRequestFleetCpuPct)} %`],
     ['PSK handshakes/s, concurrency 1', fmt(r.handshakesPerSecC1), `server CPU ${fmt(r.handshakesC1ServerCpuPct)} %, fleet CPU ${fmt(r.handshakesC1FleetCpuPct)} %`],
@@ -548,6 +592,11 @@ function table(profile) {
   out.push('');
   out.push('Targets:');
   for (const t of targets()) out.push(`  ${t.pass === undefined ? 'n/a ' : t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.value}`);
+  if (r.floorVsUdp !== undefined) {
+    // what the two ratio targets would show for a server with no layers above the DTLS record layer (same run)
+    const fh = r.perRequestHandshakeRps ? `, ${fmt(r.floorReadRps / r.perRequestHandshakeRps, 2)} x handshake-per-request` : '';
+    out.push(`        the DTLS record-layer floor (no CoAP, LwM2M or request layers): ${fmt(r.floorVsUdp, 3)} x raw UDP echo${fh}; pooled reads ${fmt(r.pooledVsFloor, 3)} x the floor`);
+  }
   out.push('');
   out.push('Definitions: a "round trip" is one confirmable CoAP GET /3/0/0 from the server answered by a piggybacked 2.05');
   out.push('(text, 20 bytes) from the device, over DTLS 1.2 PSK AES-128-CCM_8. "Handshake per request" = new UDP socket,');
@@ -623,6 +672,8 @@ async function main() {
     pooledSegments: r.pooledSegments, udpEchoSegments: r.udpEchoSegments, smallFleetDevices: r.smallFleetDevices,
     smallFleetReadRps: r.smallFleetReadRps === undefined ? undefined : Math.round(r.smallFleetReadRps),
     smallFleetVsUdp: r.smallFleetVsUdp === undefined ? undefined : round(r.smallFleetVsUdp, 3), smallFleetVsUdpPairs: r.smallFleetVsUdpPairs, pooledVsHandshakePerRequest: round(r.pooledReadRps / r.perRequestHandshakeRps, 2),
+    floorReadRps: r.floorReadRps === undefined ? undefined : Math.round(r.floorReadRps), floorVsUdp: round(r.floorVsUdp, 3), floorVsUdpPairs: r.floorVsUdpPairs,
+    pooledVsFloor: round(r.pooledVsFloor, 3), floorServerUsPerOp: round(r.floorServerUsPerOp, 1), floorVsHandshakePerRequest: round(r.floorReadRps / r.perRequestHandshakeRps, 2),
     heapPerSession10k: r.heapPerSession10k, heapPerSession100k: r.heapPerSession100k, devices10k: r.devices10k, devices100k: r.devices100k,
     bytesPerSession10kBusy: r.bytesPerSession10kBusy, bytesPerSession100kBusy: r.bytesPerSession100kBusy, bytesPerSession100kIdle: r.bytesPerSession100kIdle,
     serverCpuPctPooled: round(r.pooledServerCpuPct, 1), nodeRedVsPooled: round(r.nodeRedPooledReadRps / r.pooledReadRps, 3),
