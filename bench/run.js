@@ -293,6 +293,10 @@ async function mainServer() {
       const floors = [];
       try {
         for (let k = 0; k < CFG.pairs; k++) {
+          // the floor first: the latency phase then follows the same segments as before it was added (echo, small fleet)
+          if (floorSet) {
+            floors.push(await measured([floorSet.fleet], undefined, () => floorSet.server.call('floorLoad', { ports: floorSet.ports, fromIndex: FLOOR_FROM, window: CFG.window, durationMs: CFG.seconds * 1000 })));
+          }
           pooled.push(await measured(fleets, undefined, () => server.call('load', { from: 0, count: results.registeredDevices || CFG.devices, window: CFG.window, durationMs: CFG.seconds * 1000 })));
           if (k === 0) {
             const st = await Promise.all(fleets.map((f) => f.call('stats')));
@@ -310,16 +314,13 @@ async function mainServer() {
           if (smallSet) {
             small.push(await measured(smallSet.fleets, undefined, () => smallSet.server.call('load', { from: 0, count: smallCount, window: CFG.window, durationMs: CFG.seconds * 1000 })));
           }
-          if (floorSet) {
-            floors.push(await measured([floorSet.fleet], undefined, () => floorSet.server.call('floorLoad', { ports: floorSet.ports, fromIndex: FLOOR_FROM, window: CFG.window, durationMs: CFG.seconds * 1000 })));
-          }
         }
       } finally {
         if (smallSet) await exitAll([smallSet.server, ...smallSet.fleets]);
         if (floorSet) await exitAll([floorSet.server, floorSet.fleet]);
       }
       if (floors.length > 0) {
-        // each compared with the echo segment and the pooled segment of its own pair
+        // each compared with the pooled segment right after it and the echo segment after that
         const a = medianOf(floors, (x) => x.rps);
         results.floorDevices = floorSet.ports.length;
         results.floorReadRps = a.rps;
@@ -568,7 +569,7 @@ function table(profile) {
   const rows = [
     ['raw UDP echo round trips/s (limit)', fmt(r.udpEchoRps), `window ${CFG.window}, ${r.readDatagramBytes?.req ?? '?'} B out / ${r.readDatagramBytes?.resp ?? '?'} B back, ${CFG.fleetProcs} echo process${CFG.fleetProcs === 1 ? '' : 'es'}; median of segments ${JSON.stringify(r.udpEchoSegments ?? [])}; sender CPU ${fmt(r.udpEchoCpuPct)} % (${fmt(r.udpEchoServerUsPerOp, 1)} us/op), echo CPU ${fmt(r.udpEchoFleetCpuPct)} %`],
     ['pooled LwM2M Read round trips/s', fmt(r.pooledReadRps), `Lwm2mServer.request read /3/0/0, window ${CFG.window}, over ${fmt(r.registeredDevices)} registered DTLS devices; median of segments ${JSON.stringify(r.pooledSegments ?? [])}, each followed by an echo segment (pooled / echo per pair ${JSON.stringify(r.pooledVsUdpPairs ?? [])}); server CPU ${fmt(r.pooledServerCpuPct)} % (${fmt(r.pooledServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.loadGeneratorCpuPct)} %${r.windowSweep ? `; window sweep ${JSON.stringify(r.windowSweep)}` : ''}`],
-    ...(r.floorReadRps ? [['DTLS record-layer floor round trips/s', fmt(r.floorReadRps), `a process doing only the DTLS record layer and a CoAP match per read (bench/lib/floor.js) with ${fmt(r.floorDevices)} devices whose sessions are set up without handshakes, each segment after an echo segment (floor / echo per pair ${JSON.stringify(r.floorVsUdpPairs ?? [])}, median ${fmt(r.floorVsUdp, 3)} x; pooled / floor median ${fmt(r.pooledVsFloor, 3)} x); median of segments ${JSON.stringify(r.floorSegments ?? [])}; floor server ${fmt(r.floorServerUsPerOp, 1)} us/op, fleet CPU ${fmt(r.floorFleetCpuPct)} %${r.floorReadFailures ? `, ${fmt(r.floorReadFailures)} failed` : ''}`]] : []),
+    ...(r.floorReadRps ? [['DTLS record-layer floor round trips/s', fmt(r.floorReadRps), `a process doing only the DTLS record layer and a CoAP match per read (bench/lib/floor.js) with ${fmt(r.floorDevices)} devices whose sessions are set up without handshakes, each segment before a pooled and an echo segment (floor / echo per pair ${JSON.stringify(r.floorVsUdpPairs ?? [])}, median ${fmt(r.floorVsUdp, 3)} x; pooled / floor median ${fmt(r.pooledVsFloor, 3)} x); median of segments ${JSON.stringify(r.floorSegments ?? [])}; floor server ${fmt(r.floorServerUsPerOp, 1)} us/op, fleet CPU ${fmt(r.floorFleetCpuPct)} %${r.floorReadFailures ? `, ${fmt(r.floorReadFailures)} failed` : ''}`]] : []),
     ...(r.smallFleetReadRps ? [[`pooled LwM2M Read round trips/s, ${fmt(r.smallFleetDevices)}-device fleet`, fmt(r.smallFleetReadRps), `a second server and fleet process, each segment after an echo segment (pooled / echo per pair ${JSON.stringify(r.smallFleetVsUdpPairs ?? [])}, median ${fmt(r.smallFleetVsUdp, 3)} x); median of segments ${JSON.stringify(r.smallFleetSegments ?? [])}; server ${fmt(r.smallFleetServerUsPerOp, 1)} us/op, fleet CPU ${fmt(r.smallFleetCpuPct)} %`]] : []),
     ['handshake-per-request round trips/s', fmt(r.perRequestHandshakeRps), `window ${CFG.window}; server CPU ${fmt(r.perRequestServerCpuPct)} % (${fmt(r.perRequestServerUsPerOp, 1)} us/op), fleet CPU ${fmt(r.perRequestFleetCpuPct)} %`],
     ['PSK handshakes/s, concurrency 1', fmt(r.handshakesPerSecC1), `server CPU ${fmt(r.handshakesC1ServerCpuPct)} %, fleet CPU ${fmt(r.handshakesC1FleetCpuPct)} %`],
