@@ -206,8 +206,8 @@ async function smallFleetServer(n) {
 
 /**
  * The DTLS record-layer floor (bench/lib/floor.js): a process doing only what every DTLS read must, and a fleet
- * process with `n` devices whose sessions are established with derived keys (no handshake). The pairs phase measures
- * it after each echo segment. The caller ends both processes.
+ * process with `n` devices whose sessions are established with derived keys (no handshake), warmed up with a short
+ * round of reads: the pairs phase measures it at the start of each pair. The caller ends both processes.
  */
 async function floorPair(n) {
   const server = spawn(SERVER, { execArgv: [...SERVER_ARGS], name: 'floor server' });

@@ -20,6 +20,7 @@
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
  *   floorBind   a UDP socket for the record-layer floor (bench/lib/floor.js); its port
  *   floorLoad   { ports, fromIndex, window, durationMs, warmupMs }  the floor's closed-loop reads over that socket
+ *               (its sessions with those devices made by the first call and kept)
  *   echoLatency { target: {address, port}, rate, durationMs, warmupMs, size }  raw UDP round trips at a rate, timed
  *               (the target: a tagged echo, see fleet.js)
  *   cpu         process.cpuUsage() and the wall clock
@@ -443,21 +444,31 @@ async function stop() {
   if (server) await server.stop();
   server = undefined;
   if (floorSocket) await new Promise((r) => floorSocket.close(r));
+  floor = undefined;
   floorSocket = undefined;
   return {};
 }
 
-/** The record-layer floor's socket (floorBind) and reads (floorLoad), see bench/lib/floor.js; no Lwm2mServer. */
+/**
+ * The record-layer floor's socket (floorBind), sessions (made by the first floorLoad, kept for the next ones) and
+ * reads (floorLoad), see bench/lib/floor.js; no Lwm2mServer.
+ */
 let floorSocket;
+let floor;
 async function floorBind() {
   floorSocket = dgram.createSocket('udp4');
   await new Promise((r) => floorSocket.bind(0, '127.0.0.1', r));
+  floor = undefined;
   return { port: floorSocket.address().port };
 }
 
-function floorLoad(msg) {
-  const { CcmContext, CcmScratch } = require(path.join(ROOT, 'dist/index.js'));
-  return require('./lib/floor').floorLoad({ ...msg, CcmContext, CcmScratch, socket: floorSocket });
+function floorLoad({ ports, fromIndex, window, durationMs, warmupMs }) {
+  const lib = require('./lib/floor');
+  if (!floor || floor.sessions.length !== ports.length || floor.sessions.some((s, i) => s.port !== ports[i])) {
+    const { CcmContext, CcmScratch } = require(path.join(ROOT, 'dist/index.js'));
+    floor = lib.floorSessions({ CcmContext, CcmScratch, ports, fromIndex });
+  }
+  return lib.floorLoad({ floor, socket: floorSocket, window, durationMs, warmupMs });
 }
 
 async function handle(msg) {

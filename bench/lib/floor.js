@@ -46,12 +46,10 @@ function readSeq(b, offset) {
 }
 
 /**
- * Closed-loop floor reads from a process of its own (server-proc.js `floorLoad`): `window` requests always
- * outstanding, spread round-robin over the devices at `ports` on 127.0.0.1, from `fromIndex` on. Returns reads/s in
- * the measuring window, this process's CPU in it, and failures (answers that did not authenticate or match).
+ * The floor server's sessions with the devices at `ports` on 127.0.0.1 (device numbers from `fromIndex` on), kept
+ * from one floorLoad to the next as a server keeps its sessions: sequence numbers go on, AES contexts stay.
  */
-async function floorLoad({ CcmContext, CcmScratch, socket, ports, fromIndex = 0, window, durationMs, warmupMs = 1000 }) {
-  const { performance } = require('node:perf_hooks');
+function floorSessions({ CcmContext, CcmScratch, ports, fromIndex = 0 }) {
   const scratch = new CcmScratch();
   const sessions = ports.map((port, k) => {
     const key = floorKeys(fromIndex + k);
@@ -62,9 +60,20 @@ async function floorLoad({ CcmContext, CcmScratch, socket, ports, fromIndex = 0,
       read: new CcmContext(key.clientKey, 8, scratch, key.clientIv),
     };
   });
-  const byPort = new Map(sessions.map((s) => [s.port, s]));
-  const tokenPool = Buffer.alloc(4096);
-  let tokenAt = tokenPool.length;
+  return { sessions, byPort: new Map(sessions.map((s) => [s.port, s])), tokenPool: Buffer.alloc(4096), tokenAt: 4096 };
+}
+
+/**
+ * Closed-loop floor reads from a process of its own (server-proc.js `floorLoad`) over `socket`: `window` requests
+ * always outstanding, spread round-robin over the sessions of `floor` (floorSessions). Returns reads/s in the
+ * measuring window, this process's CPU in it, and failures (requests given up after a second without a matching,
+ * authentic answer).
+ */
+async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 }) {
+  const { performance } = require('node:perf_hooks');
+  const { sessions, byPort, tokenPool } = floor;
+  // an answer that did not come in the previous call's time is not waited for
+  for (const s of sessions) s.pending = false;
   const plain = Buffer.alloc(REQ_LEN);
   // batched sends, flushed at the end of the I/O phase (the server's BatchedSender)
   const held = [];
@@ -106,12 +115,12 @@ async function floorLoad({ CcmContext, CcmScratch, socket, ports, fromIndex = 0,
     s.pending = true;
     s.sentAt = performance.now();
     s.mid = (s.mid + 1) & 0xffff;
-    if (tokenAt + TOKEN > tokenPool.length) {
+    if (floor.tokenAt + TOKEN > tokenPool.length) {
       randomFillSync(tokenPool);
-      tokenAt = 0;
+      floor.tokenAt = 0;
     }
-    tokenPool.copy(s.token, 0, tokenAt, tokenAt + TOKEN);
-    tokenAt += TOKEN;
+    tokenPool.copy(s.token, 0, floor.tokenAt, floor.tokenAt + TOKEN);
+    floor.tokenAt += TOKEN;
     // CON GET, token length 8, message ID, token, Uri-Path "3" "0" "0"
     plain[0] = 0x48;
     plain[1] = 0x01;
@@ -218,4 +227,4 @@ async function floorLoad({ CcmContext, CcmScratch, socket, ports, fromIndex = 0,
   };
 }
 
-module.exports = { floorKeys, floorLoad };
+module.exports = { floorKeys, floorSessions, floorLoad };
