@@ -17,7 +17,7 @@
  * reads, the echo and the handshakes; default 1: the echo limit is then between two Node processes, as the issue
  * defines it, and the server, the fleet and nothing else share the 2 cores),
  * BENCH_SERVER_ARGS (Node options of the measured server processes, default the README's recommendation:
- * --no-allocation-site-pretenuring --heap-growing-percent=100 --max-semi-space-size=4; empty: Node's defaults), BENCH_ALT_SERVER_ARGS (the
+ * --no-allocation-site-pretenuring --heap-growing-percent=100; empty: Node's defaults), BENCH_ALT_SERVER_ARGS (the
  * second latency server's, default Node's defaults), BENCH_FLEET_ARGS (Node options of the fleet processes, default
  * --max-semi-space-size=2), BENCH_ALT=0 (skip the latency phase of the second server), BENCH_FLEET_CCM=0 (the fleet's
  * devices without long-lived CCM contexts), BENCH_CIPHER_CONTEXTS (the server's dtls.maxCipherContexts), BENCH_PROFILE=0 (skip the CPU profile), BENCH_NODERED=0 (skip the Node-RED phase), BENCH_ROOT (measure another

@@ -3,8 +3,9 @@
  * Node options of the benchmark's processes, shared by run.js, reads.js, handshakes.js and mem.js.
  *
  * SERVER_ARGS: the measured server runs with the Node options the README's "Tuning" section recommends for a busy
- * server: `--no-allocation-site-pretenuring --heap-growing-percent=100 --max-semi-space-size=4` (the last: shorter
- * scavenges, see the README). With Node's defaults, V8 sets the old
+ * server: `--no-allocation-site-pretenuring --heap-growing-percent=100`. (From the fifteenth round to run AG of the
+ * sixteenth it also had `--max-semi-space-size=4`, shorter scavenges: its latency window collapsed in run AG, see the
+ * README; BENCH_SERVER_ARGS measures it again.) With Node's defaults, V8 sets the old
  * generation's next full collection at ~1.1 x what survived the last one (the server promotes little at a steady
  * rate), so every burst of promotion (requests piling up behind any pause, 10,000 sessions' cipher contexts made
  * again after a quiet stretch) brings the next full collection within a second or two, whose pause piles up
@@ -23,7 +24,7 @@
  */
 const split = (v) => v.split(' ').filter(Boolean);
 /** The options README "Tuning" recommends for a busy server (`npm start` runs Node-RED with them too). */
-const RECOMMENDED = ['--no-allocation-site-pretenuring', '--heap-growing-percent=100', '--max-semi-space-size=4'];
+const RECOMMENDED = ['--no-allocation-site-pretenuring', '--heap-growing-percent=100'];
 const SERVER_ARGS = process.env.BENCH_SERVER_ARGS !== undefined ? split(process.env.BENCH_SERVER_ARGS) : RECOMMENDED;
 const ALT_SERVER_ARGS = process.env.BENCH_ALT_SERVER_ARGS !== undefined ? split(process.env.BENCH_ALT_SERVER_ARGS)
   : SERVER_ARGS.length === 0 ? ['--max-semi-space-size=4'] : [];
