@@ -4,7 +4,8 @@
  * record-layer floor, in one run. Alternating segments of three closed loops (window BENCH_WINDOW, default 64), each
  * between a measured process and one fleet process on loopback:
  *
- *   echo    raw UDP round trips (47 B out, 63 B back: a pooled read's datagram sizes), as in `npm run bench`
+ *   echo    raw UDP round trips (47 B out, 63 B back: a pooled read's datagram sizes) to a peer process without
+ *           devices, as in `npm run bench`
  *   floor   DTLS reads with nothing but the record layer and a CoAP match on the server side (bench/lib/floor.js):
  *           the same datagrams, the package's AES-CCM, the fleet's own DTLS client answering; no CoAP, LwM2M or
  *           request layers, no handshake
@@ -31,6 +32,8 @@ const SERVER = path.join(__dirname, 'server-proc.js');
 const FLEET = path.join(__dirname, 'fleet.js');
 /** Floor devices are numbered from here (their keys are derived from the number; the pooled fleet is 0..N-1). */
 const FLOOR_FROM = 2_000_000;
+/** The floor fleet's address: a loopback address of its own (the pooled fleet's sockets are on 127.0.0.1). */
+const FLOOR_HOST = '127.0.0.2';
 /** The whole run is bounded: registration, PAIRS rounds of three segments, and slack. */
 const HARD_LIMIT_MS = 120_000 + PAIRS * 3 * (SECONDS + 15) * 1000;
 
@@ -50,13 +53,15 @@ async function main() {
   const floorServer = spawnChild(SERVER, { execArgv: SERVER_ARGS, name: 'floor server' });
   const echoSender = spawnChild(SERVER, { execArgv: SERVER_ARGS, name: 'echo sender' });
   const floorFleet = spawnChild(FLEET, { execArgv: FLEET_ARGS, name: 'floor fleet' });
+  // the echo's peer holds no devices, as in `npm run bench` (a peer's heap moves the echo's speed)
+  const echoPeer = spawnChild(FLEET, { execArgv: FLEET_ARGS, name: 'echo peer' });
   const server = POOLED ? spawnChild(SERVER, { execArgv: ['--expose-gc', ...SERVER_ARGS], name: 'server' }) : undefined;
   const fleet = POOLED ? spawnChild(FLEET, { execArgv: FLEET_ARGS, name: 'fleet' }) : undefined;
-  const all = [floorServer, echoSender, floorFleet, server, fleet].filter(Boolean);
+  const all = [floorServer, echoSender, floorFleet, echoPeer, server, fleet].filter(Boolean);
   const segments = { echo: [], floor: [], pooled: [] };
   try {
     const { port: floorPort } = await floorServer.call('floorBind');
-    const { ports } = await floorFleet.call('floorStart', { host: HOST, port: floorPort, bind: HOST, from: FLOOR_FROM, count: N });
+    const { ports } = await floorFleet.call('floorStart', { host: HOST, port: floorPort, bind: FLOOR_HOST, from: FLOOR_FROM, count: N });
     if (POOLED) {
       const { port } = await server.call('start', { pskFrom: 0, pskCount: N, hsFrom: 1_000_000, hsCount: 1 });
       const reg = await fleet.call('register', { host: HOST, port, bind: HOST, from: 0, count: N, concurrency: 32 });
@@ -76,10 +81,10 @@ async function main() {
       console.log(`${kind.padEnd(6)} ${Math.round(r.rps).toString().padStart(7)} /s  measured side ${out.us.toFixed(1)} us/op (CPU ${r.cpuPct.toFixed(0)} %), peer ~${peerUs.toFixed(1)} us/op${out.failed ? `, failed ${out.failed}` : ''}`);
     };
     for (let p = 0; p < PAIRS; p++) {
-      const { port: echoPort } = await floorFleet.call('echoStart', { bind: HOST, replySize: SIZES.resp });
-      await segment('echo', floorFleet, () => echoSender.call('echo', { targets: [{ address: HOST, port: echoPort }], window: WINDOW, durationMs: SECONDS * 1000, size: SIZES.req }));
-      await floorFleet.call('echoStop');
-      await segment('floor', floorFleet, () => floorServer.call('floorLoad', { ports, fromIndex: FLOOR_FROM, window: WINDOW, durationMs: SECONDS * 1000 }));
+      const { port: echoPort } = await echoPeer.call('echoStart', { bind: HOST, replySize: SIZES.resp });
+      await segment('echo', echoPeer, () => echoSender.call('echo', { targets: [{ address: HOST, port: echoPort }], window: WINDOW, durationMs: SECONDS * 1000, size: SIZES.req }));
+      await echoPeer.call('echoStop');
+      await segment('floor', floorFleet, () => floorServer.call('floorLoad', { address: FLOOR_HOST, ports, fromIndex: FLOOR_FROM, window: WINDOW, durationMs: SECONDS * 1000 }));
       if (POOLED) {
         await segment('pooled', fleet, () => server.call('load', { from: 0, count: N, window: WINDOW, durationMs: SECONDS * 1000, warmupMs: 1000 }));
       }

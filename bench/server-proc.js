@@ -19,7 +19,7 @@
  *               how many of them were outstanding while this process collected garbage
  *   echo        { targets: [{address, port}], window, durationMs, warmupMs, size }  raw UDP round trips
  *   floorBind   a UDP socket for the record-layer floor (bench/lib/floor.js); its port
- *   floorLoad   { ports, fromIndex, window, durationMs, warmupMs }  the floor's closed-loop reads over that socket
+ *   floorLoad   { address, ports, fromIndex, window, durationMs, warmupMs }  the floor's closed-loop reads over that socket
  *               (its sessions with those devices made by the first call and kept)
  *   echoLatency { target: {address, port}, rate, durationMs, warmupMs, size }  raw UDP round trips at a rate, timed
  *               (the target: a tagged echo, see fleet.js)
@@ -456,17 +456,19 @@ async function stop() {
 let floorSocket;
 let floor;
 async function floorBind() {
+  if (floorSocket) await new Promise((r) => floorSocket.close(r));
   floorSocket = dgram.createSocket('udp4');
   await new Promise((r) => floorSocket.bind(0, '127.0.0.1', r));
   floor = undefined;
   return { port: floorSocket.address().port };
 }
 
-function floorLoad({ ports, fromIndex, window, durationMs, warmupMs }) {
+function floorLoad({ address = '127.0.0.1', ports, fromIndex = 0, window, durationMs, warmupMs }) {
   const lib = require('./lib/floor');
-  if (!floor || floor.sessions.length !== ports.length || floor.sessions.some((s, i) => s.port !== ports[i])) {
+  if (!floor || floor.address !== address || floor.fromIndex !== fromIndex || floor.sessions.length !== ports.length
+      || floor.sessions.some((s, i) => s.port !== ports[i])) {
     const { CcmContext, CcmScratch } = require(path.join(ROOT, 'dist/index.js'));
-    floor = lib.floorSessions({ CcmContext, CcmScratch, ports, fromIndex });
+    floor = lib.floorSessions({ CcmContext, CcmScratch, address, ports, fromIndex });
   }
   return lib.floorLoad({ floor, socket: floorSocket, window, durationMs, warmupMs });
 }

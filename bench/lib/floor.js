@@ -8,8 +8,9 @@
  * Per read the floor server: picks the next device, writes a CoAP CON GET /3/0/0 with a fresh message ID and an
  * 8-byte random token (the same 18 bytes this package sends), seals it into a record with the package's CcmContext
  * (the AES-CCM the server itself uses), hands it to a batched send (one flush per I/O phase, as the server does), and
- * on the answer: finds the session by the sender's port, checks the record header and that its sequence number is
- * new, opens it, and matches ACK 2.05, message ID and token. Nothing is decoded beyond that.
+ * on the answer: finds the session by the sender's address and port, checks the record header and that its sequence
+ * number is above the highest seen (a server keeps a 64-record window), opens it, and matches ACK 2.05, message ID
+ * and token. Nothing is decoded beyond that. Where it differs from a server's record layer, it does less.
  *
  * The devices are the benchmark fleet's own DTLS client (bench/lib/dtls-client.js, the code that answers the pooled
  * reads), put into the established state with the same keys.
@@ -46,10 +47,10 @@ function readSeq(b, offset) {
 }
 
 /**
- * The floor server's sessions with the devices at `ports` on 127.0.0.1 (device numbers from `fromIndex` on), kept
+ * The floor server's sessions with the devices at `ports` on `address` (device numbers from `fromIndex` on), kept
  * from one floorLoad to the next as a server keeps its sessions: sequence numbers go on, AES contexts stay.
  */
-function floorSessions({ CcmContext, CcmScratch, ports, fromIndex = 0 }) {
+function floorSessions({ CcmContext, CcmScratch, address = '127.0.0.1', ports, fromIndex = 0 }) {
   const scratch = new CcmScratch();
   const sessions = ports.map((port, k) => {
     const key = floorKeys(fromIndex + k);
@@ -60,18 +61,22 @@ function floorSessions({ CcmContext, CcmScratch, ports, fromIndex = 0 }) {
       read: new CcmContext(key.clientKey, 8, scratch, key.clientIv),
     };
   });
-  return { sessions, byPort: new Map(sessions.map((s) => [s.port, s])), tokenPool: Buffer.alloc(4096), tokenAt: 4096 };
+  return {
+    address, fromIndex, sessions, byPort: new Map(sessions.map((s) => [s.port, s])), tokenPool: Buffer.alloc(4096), tokenAt: 4096,
+  };
 }
 
 /**
  * Closed-loop floor reads from a process of its own (server-proc.js `floorLoad`) over `socket`: `window` requests
- * always outstanding, spread round-robin over the sessions of `floor` (floorSessions). Returns reads/s in the
- * measuring window, this process's CPU in it, and failures (requests given up after a second without a matching,
- * authentic answer).
+ * always outstanding, spread round-robin over the sessions of `floor` (floorSessions). Counted as the pooled reads
+ * are (bench/server-proc.js `load`): a read sent and answered inside the measuring window; a failure: a read sent
+ * inside it and given up after a second without a matching, authentic answer. CPU: this process's, from the
+ * window's start to its end.
  */
 async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 }) {
   const { performance } = require('node:perf_hooks');
-  const { sessions, byPort, tokenPool } = floor;
+  const { sessions, byPort, tokenPool, address } = floor;
+  if (sessions.length === 0) throw new Error('floorLoad: no devices');
   // an answer that did not come in the previous call's time is not waited for
   for (const s of sessions) s.pending = false;
   const plain = Buffer.alloc(REQ_LEN);
@@ -81,7 +86,7 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
   let flushing;
   const flush = () => {
     flushing = undefined;
-    for (let i = 0; i < held.length; i++) socket.send(held[i], heldPorts[i], '127.0.0.1');
+    for (let i = 0; i < held.length; i++) socket.send(held[i], heldPorts[i], address);
     held.length = 0;
     heldPorts.length = 0;
   };
@@ -103,6 +108,16 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
   const mEnd = mStart + durationMs;
   let cpu0;
   let hr0;
+  let cpu;
+  let wallUs;
+  const armCpu = setTimeout(() => {
+    cpu0 = process.cpuUsage();
+    hr0 = process.hrtime.bigint();
+  }, warmupMs);
+  const endCpu = setTimeout(() => {
+    cpu = process.cpuUsage(cpu0);
+    wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
+  }, warmupMs + durationMs);
 
   const request = () => {
     let s;
@@ -154,18 +169,18 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
     return true;
   };
 
-  const settle = (good) => {
+  const settle = (s, good) => {
     const now = performance.now();
-    if (now >= mStart && now <= mEnd) {
-      if (good) ok++;
-      else failed++;
+    if (s.sentAt >= mStart && s.sentAt <= mEnd) {
+      if (!good) failed++;
+      else if (now <= mEnd) ok++;
     }
     outstanding--;
     if (now < mEnd && request()) outstanding++;
   };
 
   const onMessage = (msg, rinfo) => {
-    const s = byPort.get(rinfo.port);
+    const s = rinfo.address === address ? byPort.get(rinfo.port) : undefined;
     if (s === undefined || msg.length < OVERHEAD || msg[0] !== APP_DATA || msg[1] !== 0xfe || msg[2] !== 0xfd) return;
     const len = msg.readUInt16BE(11);
     if (HEADER + len !== msg.length || msg.readUInt16BE(3) !== EPOCH) return;
@@ -189,7 +204,7 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
     for (let i = 0; good && i < TOKEN; i++) good = p[4 + i] === s.token[i];
     if (!good) return;
     s.pending = false;
-    settle(true);
+    settle(s, true);
   };
   socket.on('message', onMessage);
   try {
@@ -197,14 +212,10 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
       // A lost datagram leaves its device pending: after a second it is given up and the window topped up.
       const topUp = setInterval(() => {
         const now = performance.now();
-        if (cpu0 === undefined && now >= mStart) {
-          cpu0 = process.cpuUsage();
-          hr0 = process.hrtime.bigint();
-        }
         for (const s of sessions) {
           if (s.pending && now - s.sentAt > 1000) {
             s.pending = false;
-            settle(false);
+            settle(s, false);
           }
         }
         if (now >= mEnd + 1000 || (now >= mEnd && outstanding === 0)) {
@@ -218,9 +229,14 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
     });
   } finally {
     socket.off('message', onMessage);
+    clearTimeout(armCpu);
+    clearTimeout(endCpu);
   }
-  const cpu = process.cpuUsage(cpu0);
-  const wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
+  if (cpu === undefined) {
+    // the window closed and everything was answered before the end-of-window timer ran
+    cpu = process.cpuUsage(cpu0);
+    wallUs = Number(process.hrtime.bigint() - hr0) / 1000;
+  }
   return {
     ok, failed, rps: ok / (durationMs / 1000), cpuPct: (100 * (cpu.user + cpu.system)) / wallUs,
     sysPct: (100 * cpu.system) / wallUs,

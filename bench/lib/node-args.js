@@ -1,10 +1,11 @@
 'use strict';
 /**
- * Node options of the benchmark's processes, shared by run.js, reads.js, handshakes.js and mem.js.
+ * Node options of the benchmark's processes, shared by the bench scripts (run.js, reads.js, floor.js, handshakes.js,
+ * mem.js, inflight.js, instructions.js) and scripts/demo.js (`npm start`).
  *
  * SERVER_ARGS: the measured server runs with the Node options the README's "Tuning" section recommends for a busy
- * server: `--no-allocation-site-pretenuring --heap-growing-percent=100`. (From the fifteenth round to run AG of the
- * sixteenth it also had `--max-semi-space-size=4`, shorter scavenges: its latency window collapsed in run AG, see the
+ * server: `--no-allocation-site-pretenuring --heap-growing-percent=100`. (From run AD of the fifteenth round to run
+ * AG of the sixteenth it also had `--max-semi-space-size=4`, shorter scavenges: its latency window collapsed in run AG, see the
  * README; BENCH_SERVER_ARGS measures it again.) With Node's defaults, V8 sets the old
  * generation's next full collection at ~1.1 x what survived the last one (the server promotes little at a steady
  * rate), so every burst of promotion (requests piling up behind any pause, 10,000 sessions' cipher contexts made
