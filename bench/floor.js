@@ -20,6 +20,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawnChild } = require('./lib/child');
 const { SERVER_ARGS, FLEET_ARGS } = require('./lib/node-args');
+const { FLOOR_FROM, FLOOR_HOST } = require('./lib/floor');
 
 const N = Number(process.argv[2] || 10000);
 const SECONDS = Number(process.argv[3] || 10);
@@ -30,10 +31,6 @@ const HOST = '127.0.0.1';
 const SIZES = { req: 47, resp: 63 };
 const SERVER = path.join(__dirname, 'server-proc.js');
 const FLEET = path.join(__dirname, 'fleet.js');
-/** Floor devices are numbered from here (their keys are derived from the number; the pooled fleet is 0..N-1). */
-const FLOOR_FROM = 2_000_000;
-/** The floor fleet's address: a loopback address of its own (the pooled fleet's sockets are on 127.0.0.1). */
-const FLOOR_HOST = '127.0.0.2';
 /** The whole run is bounded: registration, PAIRS rounds of three segments, and slack. */
 const HARD_LIMIT_MS = 120_000 + PAIRS * 3 * (SECONDS + 15) * 1000;
 
@@ -73,10 +70,9 @@ async function main() {
       const c0 = await peer.call('cpu');
       const r = await measure();
       const c1 = await peer.call('cpu');
-      const ops = r.rps * SECONDS;
       // the peer's CPU over the whole call (its warm-up second included), per op measured
       const peerUs = cpuUs(c0, c1) / (r.rps * (SECONDS + 1));
-      const out = { rps: r.rps, us: ((r.cpuPct / 100) * 1e6) / r.rps, peerUs, failed: r.failed ?? 0, ops };
+      const out = { rps: r.rps, us: ((r.cpuPct / 100) * 1e6) / r.rps, peerUs, failed: r.failed ?? 0 };
       segments[kind].push(out);
       console.log(`${kind.padEnd(6)} ${Math.round(r.rps).toString().padStart(7)} /s  measured side ${out.us.toFixed(1)} us/op (CPU ${r.cpuPct.toFixed(0)} %), peer ~${peerUs.toFixed(1)} us/op${out.failed ? `, failed ${out.failed}` : ''}`);
     };

@@ -31,6 +31,7 @@ const { spawnChild } = require('./lib/child');
 const { analyseProfile } = require('./lib/profile');
 const { heapDiff } = require('./lib/heap');
 const { SERVER_ARGS, ALT_SERVER_ARGS, FLEET_ARGS } = require('./lib/node-args');
+const { FLOOR_FROM, FLOOR_HOST } = require('./lib/floor');
 /** How a server's Node options are named in the output. */
 const argsLabel = (args) => args.join(' ') || 'Node\'s default options';
 
@@ -61,10 +62,6 @@ const CFG = {
   floor: process.env.BENCH_FLOOR !== '0',
 };
 const HS_FROM = 1_000_000;
-/** The record-layer floor's devices are numbered from here (their session keys are derived from the number). */
-const FLOOR_FROM = 2_000_000;
-/** The floor fleet's address: a loopback address of its own, so its sockets do not take the main fleet's ports. */
-const FLOOR_HOST = '127.0.0.2';
 const HS_IDS = 64;
 const HOST = '127.0.0.1';
 const SERVER = path.join(__dirname, 'server-proc.js');

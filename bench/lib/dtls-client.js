@@ -388,4 +388,4 @@ class DtlsClient {
   }
 }
 
-module.exports = { DtlsClient, prf };
+module.exports = { DtlsClient, Ccm8, prf, writeSeq };

@@ -16,6 +16,12 @@
  * reads), put into the established state with the same keys.
  */
 const { createHash, randomFillSync } = require('node:crypto');
+const { Ccm8, writeSeq } = require('./dtls-client');
+
+/** Floor devices are numbered from here (their keys are derived from the number; registered fleets start at 0). */
+const FLOOR_FROM = 2_000_000;
+/** The floor fleet's address: a loopback address of its own, so its sockets do not take the other fleets' ports. */
+const FLOOR_HOST = '127.0.0.2';
 
 const APP_DATA = 23;
 const EPOCH = 1;
@@ -31,15 +37,6 @@ function floorKeys(i) {
   const c = h('client');
   const s = h('server');
   return { clientKey: c.subarray(0, 16), clientIv: c.subarray(16, 20), serverKey: s.subarray(0, 16), serverIv: s.subarray(16, 20) };
-}
-
-function writeSeq(b, offset, epoch, seq) {
-  b[offset] = epoch >>> 8;
-  b[offset + 1] = epoch & 0xff;
-  const hi = Math.floor(seq / 0x100000000);
-  b[offset + 2] = hi >>> 8;
-  b[offset + 3] = hi & 0xff;
-  b.writeUInt32BE(seq >>> 0, offset + 4);
 }
 
 function readSeq(b, offset) {
@@ -157,14 +154,7 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
     out[11] = 0;
     out[12] = 8 + REQ_LEN + 8;
     writeSeq(out, 13, EPOCH, seq);
-    const aad = s.write.aadScratch;
-    writeSeq(aad, 0, EPOCH, seq);
-    aad[8] = APP_DATA;
-    aad[9] = 0xfe;
-    aad[10] = 0xfd;
-    aad[11] = 0;
-    aad[12] = REQ_LEN;
-    s.write.seal(s.write.nonce(EPOCH, seq), aad, plain, out, HEADER + 8);
+    s.write.seal(s.write.nonce(EPOCH, seq), Ccm8.aad(APP_DATA, EPOCH, seq, REQ_LEN, s.write.aadScratch), plain, out, HEADER + 8);
     send(out, s.port);
     return true;
   };
@@ -189,14 +179,7 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
     const n = len - 16;
     const nonce = s.read.nonce(EPOCH, seq);
     for (let i = 0; i < 8; i++) nonce[4 + i] = msg[HEADER + i];
-    const aad = s.read.aadScratch;
-    for (let i = 0; i < 8; i++) aad[i] = msg[3 + i];
-    aad[8] = APP_DATA;
-    aad[9] = 0xfe;
-    aad[10] = 0xfd;
-    aad[11] = n >>> 8;
-    aad[12] = n & 0xff;
-    const p = s.read.openIn(nonce, aad, msg, HEADER + 8, msg.length);
+    const p = s.read.openIn(nonce, Ccm8.aad(APP_DATA, EPOCH, seq, n, s.read.aadScratch), msg, HEADER + 8, msg.length);
     if (p === undefined) return; // does not authenticate: dropped, as a server drops it
     s.readMax = seq;
     if (!s.pending) return;
@@ -243,4 +226,4 @@ async function floorLoad({ floor, socket, window, durationMs, warmupMs = 1000 })
   };
 }
 
-module.exports = { floorKeys, floorSessions, floorLoad };
+module.exports = { FLOOR_FROM, FLOOR_HOST, floorKeys, floorSessions, floorLoad };
